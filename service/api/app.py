@@ -1,0 +1,117 @@
+"""The Litestar application: routes, dependencies, error mapping and the resources' lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from litestar import Litestar, get
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service import __version__
+from service.api.deps import provide_db_session, provide_organization, provide_storage
+from service.api.errors import EXCEPTION_HANDLERS
+from service.api.files.controllers import FileController
+from service.api.files.services import FileService
+from service.api.uploads.controllers import UploadController
+from service.api.uploads.services import UploadService
+from service.db import create_engine, create_sessionmaker
+from service.db.models import Organization
+from service.ids import random_token
+from service.settings import Settings, get_settings
+from service.storage import ObjectStorage, open_storage
+from service.sweeper import sweep_forever
+
+log = logging.getLogger("ftserve.api")
+
+
+def request_id_middleware(app: ASGIApp) -> ASGIApp:
+    """Adds `x-request-id` to every response (the SDKs surface it on errors)."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        request_id = f"req_{random_token(24)}".encode()
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id)]
+            await send(message)
+
+        await app(scope, receive, send_with_id)
+
+    return middleware
+
+
+def provide_file_service(db_session: AsyncSession, storage: ObjectStorage, organization: Organization) -> FileService:
+    return FileService(db_session, storage, organization)
+
+
+def provide_upload_service(
+    db_session: AsyncSession, storage: ObjectStorage, organization: Organization, state: State
+) -> UploadService:
+    return UploadService(db_session, storage, organization, state.settings)
+
+
+@get("/health", include_in_schema=False)
+async def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    """Build the API. Resources (engine, storage) open in the lifespan, so building connects to nothing."""
+    settings = settings or get_settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        engine = create_engine(settings)
+        storage = open_storage(
+            settings.resolved_storage_url(), endpoint_url=settings.s3_endpoint_url, region=settings.s3_region
+        )
+        if hasattr(storage, "ensure_bucket"):
+            await asyncio.to_thread(storage.ensure_bucket)
+        app.state.settings = settings
+        app.state.storage = storage
+        app.state.sessionmaker = create_sessionmaker(engine)
+        sweeper = asyncio.create_task(sweep_forever(app.state.sessionmaker, storage))
+        try:
+            yield
+        finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+            await engine.dispose()
+
+    dependencies: dict[str, Any] = {
+        "db_session": Provide(provide_db_session),
+        "storage": Provide(provide_storage, sync_to_thread=False),
+        "organization": Provide(provide_organization),
+        "file_service": Provide(provide_file_service, sync_to_thread=False),
+        "upload_service": Provide(provide_upload_service, sync_to_thread=False),
+    }
+    return Litestar(
+        route_handlers=[FileController, UploadController, health],
+        dependencies=dependencies,
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=[lifespan],
+        middleware=[request_id_middleware],
+        request_max_body_size=None,  # limits are enforced per endpoint while streaming
+        openapi_config=OpenAPIConfig(
+            title="ftserve",
+            version=__version__,
+            description="Self-hosted fine-tuning, wire-compatible with OpenAI's API.",
+            components=Components(security_schemes={"ApiKeyAuth": SecurityScheme(type="http", scheme="bearer")}),
+            security=[{"ApiKeyAuth": []}],
+            path="/openapi",
+        ),
+        debug=False,
+    )

@@ -1,0 +1,42 @@
+"""Request-scoped dependencies: the database session, object storage and the caller's organisation."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from typing import Any
+
+from litestar import Request
+from litestar.datastructures import State
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.db.models import Organization
+from service.errors import AuthenticationError
+from service.keys import authenticate
+from service.storage import ObjectStorage
+
+
+async def provide_db_session(state: State) -> AsyncGenerator[AsyncSession, None]:
+    async with state.sessionmaker() as session:
+        yield session
+
+
+def provide_storage(state: State) -> ObjectStorage:
+    return state.storage  # type: ignore[no-any-return]
+
+
+async def provide_organization(request: Request[Any, Any, Any], db_session: AsyncSession) -> Organization:
+    """The organisation of the Bearer key; 401 in OpenAI's words otherwise."""
+    header = request.headers.get("authorization", "")
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise AuthenticationError(
+            "You didn't provide an API key. You need to provide your API key in an Authorization header "
+            "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+            code="missing_api_key",
+        )
+    organization = await authenticate(db_session, key.strip())
+    if organization is None:
+        shown = key.strip()
+        shown = f"{shown[:6]}***{shown[-4:]}" if len(shown) > 10 else "***"
+        raise AuthenticationError(f"Incorrect API key provided: {shown}.", code="invalid_api_key")
+    return organization

@@ -1,0 +1,83 @@
+"""The one place where errors become HTTP: OpenAI's envelope with the right status.
+
+`{"error": {"message", "type", "param", "code"}}` for every failure, including the framework's
+own (unknown route, wrong method, malformed query) and unexpected crashes (500, logged).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from litestar import MediaType, Request, Response
+from litestar.exceptions import HTTPException, NotFoundException, ValidationException
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+
+from service.errors import FtserveError
+
+log = logging.getLogger("ftserve.api")
+
+_TYPES = {
+    401: "authentication_error",
+    403: "permission_error",
+    429: "rate_limit_error",
+    503: "service_unavailable_error",
+}
+
+
+def _envelope(
+    status: int, message: str, *, type_: str, param: str | None = None, code: str | None = None
+) -> Response[Any]:
+    headers = {}
+    if status == 409:
+        headers["x-should-retry"] = "false"
+    return Response(
+        {"error": {"message": message, "type": type_, "param": param, "code": code}},
+        status_code=status,
+        media_type=MediaType.JSON,
+        headers=headers,
+    )
+
+
+def domain_error_handler(_: Request[Any, Any, Any], exc: FtserveError) -> Response[Any]:
+    if exc.status >= 500:
+        log.error("ftserve error: %s", exc.message)
+    return _envelope(exc.status, exc.message, type_=exc.type, param=exc.param, code=exc.code)
+
+
+def validation_error_handler(_: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
+    """Litestar's own 400s (bad query value, malformed JSON body, missing field)."""
+    extra = exc.extra if isinstance(exc.extra, list) else []
+    first = extra[0] if extra and isinstance(extra[0], dict) else {}
+    param = first.get("key") or None
+    detail = first.get("message")
+    message = f"Invalid value for '{param}': {detail}" if param and detail else exc.detail
+    return _envelope(400, message, type_="invalid_request_error", param=param)
+
+
+def http_error_handler(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    status = exc.status_code
+    if status >= 500:
+        return unexpected_error_handler(request, exc)
+    if isinstance(exc, NotFoundException):
+        message = f"Invalid URL ({request.method} {request.url.path})"
+    else:
+        message = exc.detail
+    return _envelope(status, message, type_=_TYPES.get(status, "invalid_request_error"))
+
+
+def unexpected_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return _envelope(
+        HTTP_500_INTERNAL_SERVER_ERROR,
+        "The server had an error while processing your request.",
+        type_="server_error",
+    )
+
+
+EXCEPTION_HANDLERS: dict[Any, Any] = {
+    FtserveError: domain_error_handler,
+    ValidationException: validation_error_handler,
+    HTTPException: http_error_handler,
+    Exception: unexpected_error_handler,
+}

@@ -1,0 +1,96 @@
+"""HTTP handlers of `/v1/files`: parse, call the service, shape the answer."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+from urllib.parse import quote
+
+from litestar import Controller, Request, delete, get, post
+from litestar.datastructures import State
+from litestar.params import Parameter
+from litestar.response import Stream
+
+from service.api.files.schemas import CREATABLE_PURPOSES, FileDeleted, FileList, FileObject
+from service.api.files.services import FileService, file_chunks, parse_expires_after
+from service.api.multipart import read_multipart
+from service.api.openapi_docs import MULTIPART_FILE_BODY
+from service.errors import InvalidRequestError
+
+
+class FileController(Controller):
+    path = "/v1/files"
+    tags = ["Files"]
+
+    @post(
+        operation_id="createFile",
+        summary="Upload a file",
+        status_code=200,
+        operation_class=MULTIPART_FILE_BODY,
+    )
+    async def create_file(
+        self, request: Request[Any, Any, State], file_service: FileService, state: State
+    ) -> FileObject:
+        form = await read_multipart(request, file_field="file", max_file_bytes=state.settings.max_file_bytes)
+        try:
+            purpose = form.fields.get("purpose")
+            if not purpose:
+                raise InvalidRequestError("Missing required parameter: 'purpose'.", param="purpose")
+            if purpose not in CREATABLE_PURPOSES:
+                raise InvalidRequestError(
+                    f"Invalid value for 'purpose': {purpose!r}; expected one of {sorted(CREATABLE_PURPOSES)}.",
+                    param="purpose",
+                )
+            if form.file is None:
+                raise InvalidRequestError("Missing required parameter: 'file'.", param="file")
+            expires_after_s = parse_expires_after(
+                form.fields.get("expires_after[anchor]"), form.fields.get("expires_after[seconds]")
+            )
+            row = await file_service.create(
+                chunks=file_chunks(form.file.path),
+                filename=form.file.filename,
+                purpose=purpose,
+                expires_after_s=expires_after_s,
+            )
+        finally:
+            if form.file is not None:
+                form.file.discard()
+        return FileObject.from_row(row)
+
+    @get(operation_id="listFiles", summary="List files")
+    async def list_files(
+        self,
+        file_service: FileService,
+        purpose: str | None = None,
+        limit: Annotated[int, Parameter(ge=1, le=10000)] = 10000,
+        order: Literal["asc", "desc"] = "desc",
+        after: str | None = None,
+    ) -> FileList:
+        page = await file_service.list(purpose=purpose, limit=limit, order=order, after=after)
+        data = [FileObject.from_row(row) for row in page.items]
+        return FileList(
+            data=data,
+            first_id=data[0].id if data else None,
+            last_id=data[-1].id if data else None,
+            has_more=page.has_more,
+        )
+
+    @get("/{file_id:str}", operation_id="retrieveFile", summary="Retrieve a file")
+    async def retrieve_file(self, file_id: str, file_service: FileService) -> FileObject:
+        return FileObject.from_row(await file_service.get(file_id))
+
+    @delete("/{file_id:str}", operation_id="deleteFile", summary="Delete a file", status_code=200)
+    async def delete_file(self, file_id: str, file_service: FileService) -> FileDeleted:
+        await file_service.delete(file_id)
+        return FileDeleted(id=file_id, deleted=True)
+
+    @get("/{file_id:str}/content", operation_id="downloadFile", summary="Retrieve file content")
+    async def download_file(self, file_id: str, file_service: FileService) -> Stream:
+        row, chunks = await file_service.content(file_id)
+        return Stream(
+            chunks,
+            media_type="application/octet-stream",
+            headers={
+                "content-length": str(row.bytes),
+                "content-disposition": f"attachment; filename*=UTF-8''{quote(row.filename)}",
+            },
+        )

@@ -1,0 +1,42 @@
+"""OpenAPI details that the handlers' signatures cannot express (streamed multipart bodies)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
+
+
+def _multipart(properties: dict[str, Schema], required: list[str]) -> RequestBody:
+    schema = Schema(type=OpenAPIType.OBJECT, properties=properties, required=required)
+    return RequestBody(content={"multipart/form-data": OpenAPIMediaType(schema=schema)}, required=True)
+
+
+_BINARY = Schema(type=OpenAPIType.STRING, format="binary")  # type: ignore[arg-type]
+
+
+@dataclass
+class MULTIPART_FILE_BODY(Operation):
+    """`POST /v1/files`: `file`, `purpose`, optional `expires_after[anchor|seconds]`."""
+
+    def __post_init__(self) -> None:
+        self.request_body = _multipart(
+            {
+                "file": _BINARY,
+                "purpose": Schema(
+                    type=OpenAPIType.STRING,
+                    enum=["assistants", "batch", "fine-tune", "vision", "user_data", "evals"],
+                ),
+                "expires_after[anchor]": Schema(type=OpenAPIType.STRING, enum=["created_at"]),
+                "expires_after[seconds]": Schema(type=OpenAPIType.INTEGER, minimum=3600, maximum=2592000),
+            },
+            ["file", "purpose"],
+        )
+
+
+@dataclass
+class MULTIPART_PART_BODY(Operation):
+    """`POST /v1/uploads/{upload_id}/parts`: one `data` part."""
+
+    def __post_init__(self) -> None:
+        self.request_body = _multipart({"data": _BINARY}, ["data"])

@@ -1,0 +1,1 @@
+"""`/v1/uploads`: large files in parts, assembled into a File on completion."""

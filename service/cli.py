@@ -1,0 +1,131 @@
+"""The `ftserve` command: run the service, manage keys, print the OpenAPI document.
+
+    ftserve up [--host H] [--port P] [--data-dir DIR]
+    ftserve keys create --org NAME [--data-dir DIR]
+    ftserve db upgrade [--data-dir DIR]
+    ftserve openapi > openapi/openapi.json
+
+Every command reads the same settings (`FTSERVE_*`, `DATABASE_URL`, `REDIS_URL`, `STORAGE_URL`);
+flags override them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from service.settings import Settings
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    for name in ("data_dir", "host", "port"):
+        value = getattr(args, name, None)
+        if value is not None:
+            overrides[name] = value
+    return Settings(**overrides)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from service.api.app import create_app
+    from service.db import upgrade_database
+
+    settings = _settings(args)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    print(f"ftserve: data in {settings.resolved_data_dir()}", file=sys.stderr)
+    print(f"ftserve: database {settings.resolved_database_url().split('@')[-1]}", file=sys.stderr)
+    print(f"ftserve: storage {settings.resolved_storage_url()}", file=sys.stderr)
+    upgrade_database(settings)
+    print(f"ftserve: API on http://{settings.host}:{settings.port}/v1", file=sys.stderr)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info", access_log=False)
+    return 0
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from service.db import upgrade_database
+
+    upgrade_database(_settings(args))
+    return 0
+
+
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    from service.db import create_engine, create_sessionmaker, upgrade_database
+    from service.keys import create_key
+
+    settings = _settings(args)
+    upgrade_database(settings)
+
+    async def run() -> tuple[str, str, str]:
+        engine = create_engine(settings)
+        try:
+            async with create_sessionmaker(engine)() as session:
+                org, key = await create_key(session, args.org)
+                await session.commit()
+                return org.id, org.name, key
+        finally:
+            await engine.dispose()
+
+    try:
+        org_id, org_name, key = asyncio.run(run())
+    except ValueError as exc:
+        print(f"ftserve: {exc}", file=sys.stderr)
+        return 2
+    print(f"organization: {org_name} ({org_id})")
+    print("Store this key now; it is not shown again.")
+    print(key)
+    return 0
+
+
+def cmd_openapi(args: argparse.Namespace) -> int:
+    from service.api.app import create_app
+
+    schema = create_app(Settings()).openapi_schema.to_schema()
+    text = json.dumps(schema, indent=2, sort_keys=True) + "\n"
+    if args.output:
+        Path(args.output).write_text(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ftserve", description="Self-hosted, OpenAI-compatible fine-tuning.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_data_dir(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--data-dir", type=Path, help="where SQLite and local storage live (FTSERVE_DATA_DIR)")
+        return p
+
+    up = with_data_dir(sub.add_parser("up", help="run the service in the foreground"))
+    up.add_argument("--host", help="interface to listen on (FTSERVE_HOST, default 127.0.0.1)")
+    up.add_argument("--port", type=int, help="port to listen on (FTSERVE_PORT, default 8000)")
+    up.set_defaults(func=cmd_up)
+
+    keys = sub.add_parser("keys", help="manage API keys").add_subparsers(dest="keys_command", required=True)
+    create = with_data_dir(keys.add_parser("create", help="create a key; the key is the last line printed"))
+    create.add_argument("--org", required=True, help="organisation the key belongs to (created if new)")
+    create.set_defaults(func=cmd_keys_create)
+
+    db = sub.add_parser("db", help="database maintenance").add_subparsers(dest="db_command", required=True)
+    with_data_dir(db.add_parser("upgrade", help="apply migrations")).set_defaults(func=cmd_db_upgrade)
+
+    openapi = sub.add_parser("openapi", help="print the service's OpenAPI document")
+    openapi.add_argument("-o", "--output", help="write to this file instead of stdout")
+    openapi.set_defaults(func=cmd_openapi)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""Line-by-line checks of fine-tuning JSONL, usable on a stream of byte chunks.
+
+The API runs these checks at upload so that a malformed file is refused at once; the trainer
+runs them again, with deeper ones, before training. Each problem raises `InvalidFileError` with
+a `code` and a message that names the line.
+
+    >>> check = JsonlChecker()
+    >>> check.feed(b'{"messages": [{"role": "user", "content": "hi"},')
+    >>> check.feed(b' {"role": "assistant", "content": "hello"}]}\\n')
+    >>> check.close()
+    1
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from service.errors import InvalidFileError
+
+ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+MAX_LINE_BYTES = 64 * 1024 * 1024
+
+
+def _fail(line: int, code: str, detail: str, param: str) -> InvalidFileError:
+    return InvalidFileError(f"Invalid file format: line {line}: {detail}", param=param, code=code)
+
+
+def check_message(message: Any, line: int, index: int, param: str) -> None:
+    """One chat message: a known role, content where it is needed, `weight` 0/1 on assistants only."""
+    where = f"messages[{index}]"
+    if not isinstance(message, dict):
+        raise _fail(line, "invalid_message", f"{where} is not an object", param)
+    role = message.get("role")
+    if role not in ROLES:
+        raise _fail(line, "invalid_role", f"{where} has role {role!r}; expected one of {sorted(ROLES)}", param)
+    content = message.get("content")
+    calls = message.get("tool_calls") or message.get("function_call")
+    if content is None and not (role == "assistant" and calls):
+        raise _fail(line, "missing_content", f"{where} ({role}) has no content", param)
+    if content is not None and not isinstance(content, str | list):
+        raise _fail(line, "invalid_content", f"{where} content must be a string or a list of parts", param)
+    if "weight" in message:
+        if role != "assistant":
+            raise _fail(line, "invalid_weight", f"{where}: weight is only allowed on assistant messages", param)
+        if message["weight"] not in (0, 1) or isinstance(message["weight"], bool):
+            raise _fail(line, "invalid_weight", f"{where}: weight must be 0 or 1", param)
+
+
+def _check_messages(messages: Any, line: int, param: str, *, need_assistant: bool) -> None:
+    if not isinstance(messages, list) or not messages:
+        raise _fail(line, "missing_messages", "'messages' must be a non-empty list", param)
+    for index, message in enumerate(messages):
+        check_message(message, line, index, param)
+    if need_assistant and not any(m.get("role") == "assistant" for m in messages):
+        raise _fail(line, "missing_assistant_message", "the example has no assistant message to learn from", param)
+
+
+def check_example(example: Any, line: int, param: str = "file") -> None:
+    """A supervised (`messages`) or preference (`input` + preferred/non-preferred output) example."""
+    if not isinstance(example, dict):
+        raise _fail(line, "invalid_example", "each line must be a JSON object", param)
+    if "messages" in example:
+        _check_messages(example["messages"], line, param, need_assistant=True)
+        return
+    if "input" in example:
+        source = example["input"]
+        if not isinstance(source, dict):
+            raise _fail(line, "invalid_input", "'input' must be an object with 'messages'", param)
+        _check_messages(source.get("messages"), line, param, need_assistant=False)
+        for name in ("preferred_output", "non_preferred_output"):
+            output = example.get(name, example.get(name.replace("_output", "_completion")))
+            if not isinstance(output, list) or not output:
+                raise _fail(line, "missing_preference_output", f"'{name}' must be a non-empty list", param)
+            for index, message in enumerate(output):
+                check_message(message, line, index, param)
+        return
+    raise _fail(line, "missing_messages", "no 'messages' key (chat format: {\"messages\": [...]})", param)
+
+
+class JsonlChecker:
+    """Feeds byte chunks, checks each complete line as it arrives; `close()` returns the example count."""
+
+    def __init__(self, param: str = "file") -> None:
+        self.param = param
+        self.examples = 0
+        self._line = 0
+        self._pending = bytearray()
+
+    def feed(self, chunk: bytes) -> None:
+        self._pending += chunk
+        start = 0
+        while (end := self._pending.find(b"\n", start)) != -1:
+            self._check_line(bytes(self._pending[start:end]))
+            start = end + 1
+        del self._pending[:start]
+        if len(self._pending) > MAX_LINE_BYTES:
+            raise _fail(self._line + 1, "line_too_long", f"a line is longer than {MAX_LINE_BYTES} bytes", self.param)
+
+    def close(self) -> int:
+        if self._pending:
+            self._check_line(bytes(self._pending))
+            self._pending.clear()
+        if self.examples == 0:
+            raise InvalidFileError("Invalid file format: the file has no examples", param=self.param, code="empty_file")
+        return self.examples
+
+    def _check_line(self, raw: bytes) -> None:
+        self._line += 1
+        if not raw.strip():
+            return
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise _fail(self._line, "invalid_encoding", "not valid UTF-8", self.param) from None
+        try:
+            example = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise _fail(
+                self._line, "invalid_json", f"not valid JSON ({exc.msg} at column {exc.colno})", self.param
+            ) from None
+        check_example(example, self._line, self.param)
+        self.examples += 1

@@ -1,0 +1,90 @@
+"""One typed settings object, read from the environment.
+
+Every role (API, trainer, inference, CLI) reads the same `Settings`. Variables are prefixed
+`FTSERVE_`, except the three connection URLs that deployments conventionally name alone:
+`DATABASE_URL`, `REDIS_URL` and `STORAGE_URL`.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    """Configuration for every ftserve process.
+
+    Example:
+        >>> Settings(data_dir=Path("/tmp/ft")).resolved_database_url()
+        'sqlite+aiosqlite:////tmp/ft/ftserve.db'
+    """
+
+    model_config = SettingsConfigDict(env_prefix="FTSERVE_", extra="ignore", populate_by_name=True)
+
+    data_dir: Path = Path("~/.ftserve")
+    """Where the embedded defaults live: the SQLite database and the local object store."""
+
+    database_url: str | None = Field(default=None, validation_alias=AliasChoices("DATABASE_URL"))
+    """SQLAlchemy URL. `postgresql://…` and `sqlite:///…` are accepted and given async drivers.
+    Unset: SQLite in `data_dir`."""
+
+    redis_url: str | None = Field(default=None, validation_alias=AliasChoices("REDIS_URL"))
+    """Redis for the job queue. Unset: `ftserve up` starts a private Redis."""
+
+    storage_url: str | None = Field(default=None, validation_alias=AliasChoices("STORAGE_URL"))
+    """Object storage: `file:///dir` or `s3://bucket/prefix`. Unset: `data_dir/objects`."""
+
+    s3_endpoint_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("FTSERVE_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL")
+    )
+    """S3 endpoint for non-AWS stores (SeaweedFS, MinIO, Ceph). Unset: AWS."""
+
+    s3_region: str = Field(default="us-east-1", validation_alias=AliasChoices("FTSERVE_S3_REGION", "AWS_REGION"))
+    """Region passed to boto3; most non-AWS stores accept any value."""
+
+    host: str = "127.0.0.1"
+    """Interface the API listens on."""
+
+    port: int = 8000
+    """Port the API listens on."""
+
+    max_file_bytes: int = 512 * MB
+    """Largest file `POST /v1/files` accepts (OpenAI: 512 MB). Larger: 413."""
+
+    max_upload_bytes: int = 8 * 1024 * MB
+    """Largest total size of an Upload (OpenAI: 8 GB)."""
+
+    max_part_bytes: int = 64 * MB
+    """Largest Upload part (OpenAI: 64 MB)."""
+
+    upload_ttl_s: int = 3600
+    """An Upload not completed within this many seconds expires (OpenAI: one hour)."""
+
+    def resolved_data_dir(self) -> Path:
+        return self.data_dir.expanduser().resolve()
+
+    def resolved_database_url(self) -> str:
+        """The database URL with an async driver, defaulting to SQLite in the data dir."""
+        url = self.database_url or f"sqlite:///{self.resolved_data_dir() / 'ftserve.db'}"
+        for plain, driver in (
+            ("postgresql://", "postgresql+asyncpg://"),
+            ("postgres://", "postgresql+asyncpg://"),
+            ("sqlite://", "sqlite+aiosqlite://"),
+        ):
+            if url.startswith(plain):
+                return driver + url[len(plain) :]
+        return url
+
+    def resolved_storage_url(self) -> str:
+        return self.storage_url or (self.resolved_data_dir() / "objects").as_uri()
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process's settings, read once from the environment."""
+    return Settings()
