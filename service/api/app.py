@@ -10,7 +10,7 @@ from typing import Any
 
 from litestar import Litestar, get
 from litestar.datastructures import State
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import Message, Scope
@@ -41,12 +41,19 @@ async def add_request_id(message: Message, scope: Scope) -> None:
         message["headers"] = headers
 
 
-def provide_file_service(db_session: AsyncSession, storage: ObjectStorage, organization: Organization) -> FileService:
+def provide_file_service(
+    db_session: NamedDependency[AsyncSession],
+    storage: NamedDependency[ObjectStorage],
+    organization: NamedDependency[Organization],
+) -> FileService:
     return FileService(db_session, storage, organization)
 
 
 def provide_upload_service(
-    db_session: AsyncSession, storage: ObjectStorage, organization: Organization, state: State
+    db_session: NamedDependency[AsyncSession],
+    storage: NamedDependency[ObjectStorage],
+    organization: NamedDependency[Organization],
+    state: State,
 ) -> UploadService:
     return UploadService(db_session, storage, organization, state.settings)
 

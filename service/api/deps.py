@@ -7,6 +7,7 @@ from typing import Any
 
 from litestar import Request
 from litestar.datastructures import State
+from litestar.di import NamedDependency
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db.models import Organization
@@ -24,7 +25,9 @@ def provide_storage(state: State) -> ObjectStorage:
     return state.storage  # type: ignore[no-any-return]
 
 
-async def provide_organization(request: Request[Any, Any, Any], db_session: AsyncSession) -> Organization:
+async def provide_organization(
+    request: Request[Any, Any, Any], db_session: NamedDependency[AsyncSession]
+) -> Organization:
     """The organisation of the Bearer key; 401 in OpenAI's words otherwise."""
     header = request.headers.get("authorization", "")
     scheme, _, key = header.partition(" ")

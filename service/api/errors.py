@@ -59,10 +59,7 @@ def http_error_handler(request: Request[Any, Any, Any], exc: HTTPException) -> R
     status = exc.status_code
     if status >= 500:
         return unexpected_error_handler(request, exc)
-    if isinstance(exc, NotFoundException):
-        message = f"Invalid URL ({request.method} {request.url.path})"
-    else:
-        message = exc.detail
+    message = f"Invalid URL ({request.method} {request.url.path})" if isinstance(exc, NotFoundException) else exc.detail
     return _envelope(status, message, type_=_TYPES.get(status, "invalid_request_error"))
 
 

@@ -3,8 +3,43 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+from litestar.openapi import ResponseSpec
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
+from pydantic import BaseModel
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    """What went wrong, for a person."""
+    type: str
+    """`invalid_request_error`, `authentication_error`, `server_error`…"""
+    param: str | None
+    """The request parameter at fault, if any."""
+    code: str | None
+    """A machine-readable code, if any."""
+
+
+class ErrorResponse(BaseModel):
+    """OpenAI's error envelope, used for every failure."""
+
+    error: ErrorDetail
+
+
+def _error(description: str) -> ResponseSpec:
+    return ResponseSpec(data_container=ErrorResponse, description=description, generate_examples=False)
+
+
+ERROR_RESPONSES: dict[int, ResponseSpec] = {
+    400: _error("Invalid request"),
+    401: _error("Missing or invalid API key"),
+    404: _error("No such object"),
+    500: _error("Server error"),
+}
+"""The error responses every `/v1` operation documents."""
+
+UPLOAD_ERROR_RESPONSES: dict[int, Any] = {**ERROR_RESPONSES, 413: _error("File or part too large")}
 
 
 def _multipart(properties: dict[str, Schema], required: list[str]) -> RequestBody:

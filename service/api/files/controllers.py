@@ -7,13 +7,14 @@ from urllib.parse import quote
 
 from litestar import Controller, Request, delete, get, post
 from litestar.datastructures import State
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.response import Stream
 
 from service.api.files.schemas import CREATABLE_PURPOSES, FileDeleted, FileList, FileObject
 from service.api.files.services import FileService, file_chunks, parse_expires_after
 from service.api.multipart import read_multipart
-from service.api.openapi_docs import MULTIPART_FILE_BODY
+from service.api.openapi_docs import ERROR_RESPONSES, MULTIPART_FILE_BODY, UPLOAD_ERROR_RESPONSES
 from service.errors import InvalidRequestError
 
 
@@ -22,13 +23,14 @@ class FileController(Controller):
     tags = ["Files"]
 
     @post(
+        responses=UPLOAD_ERROR_RESPONSES,
         operation_id="createFile",
         summary="Upload a file",
         status_code=200,
         operation_class=MULTIPART_FILE_BODY,
     )
     async def create_file(
-        self, request: Request[Any, Any, State], file_service: FileService, state: State
+        self, request: Request[Any, Any, State], file_service: NamedDependency[FileService], state: State
     ) -> FileObject:
         form = await read_multipart(request, file_field="file", max_file_bytes=state.settings.max_file_bytes)
         try:
@@ -56,35 +58,43 @@ class FileController(Controller):
                 form.file.discard()
         return FileObject.from_row(row)
 
-    @get(operation_id="listFiles", summary="List files")
+    @get(responses=ERROR_RESPONSES, operation_id="listFiles", summary="List files")
     async def list_files(
         self,
-        file_service: FileService,
-        purpose: str | None = None,
-        limit: Annotated[int, Parameter(ge=1, le=10000)] = 10000,
-        order: Literal["asc", "desc"] = "desc",
-        after: str | None = None,
+        file_service: NamedDependency[FileService],
+        purpose: FromQuery[str | None] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=10000)] = 10000,
+        order: FromQuery[Literal["asc", "desc"]] = "desc",
+        after: FromQuery[str | None] = None,
     ) -> FileList:
         page = await file_service.list(purpose=purpose, limit=limit, order=order, after=after)
         data = [FileObject.from_row(row) for row in page.items]
         return FileList(
+            object="list",
             data=data,
             first_id=data[0].id if data else None,
             last_id=data[-1].id if data else None,
             has_more=page.has_more,
         )
 
-    @get("/{file_id:str}", operation_id="retrieveFile", summary="Retrieve a file")
-    async def retrieve_file(self, file_id: str, file_service: FileService) -> FileObject:
+    @get("/{file_id:str}", responses=ERROR_RESPONSES, operation_id="retrieveFile", summary="Retrieve a file")
+    async def retrieve_file(self, file_id: FromPath[str], file_service: NamedDependency[FileService]) -> FileObject:
         return FileObject.from_row(await file_service.get(file_id))
 
-    @delete("/{file_id:str}", operation_id="deleteFile", summary="Delete a file", status_code=200)
-    async def delete_file(self, file_id: str, file_service: FileService) -> FileDeleted:
+    @delete(
+        "/{file_id:str}", responses=ERROR_RESPONSES, operation_id="deleteFile", summary="Delete a file", status_code=200
+    )
+    async def delete_file(self, file_id: FromPath[str], file_service: NamedDependency[FileService]) -> FileDeleted:
         await file_service.delete(file_id)
-        return FileDeleted(id=file_id, deleted=True)
+        return FileDeleted(id=file_id, object="file", deleted=True)
 
-    @get("/{file_id:str}/content", operation_id="downloadFile", summary="Retrieve file content")
-    async def download_file(self, file_id: str, file_service: FileService) -> Stream:
+    @get(
+        "/{file_id:str}/content",
+        responses=ERROR_RESPONSES,
+        operation_id="downloadFile",
+        summary="Retrieve file content",
+    )
+    async def download_file(self, file_id: FromPath[str], file_service: NamedDependency[FileService]) -> Stream:
         row, chunks = await file_service.content(file_id)
         return Stream(
             chunks,

@@ -28,7 +28,7 @@ class FileObject(BaseModel):
 
     id: str
     """The file id, such as `file-abc123`."""
-    object: Literal["file"] = "file"
+    object: Literal["file"]
     """Always `file`."""
     bytes: int
     """Size in bytes."""
@@ -49,6 +49,7 @@ class FileObject(BaseModel):
     def from_row(cls, row: File) -> FileObject:
         return cls(
             id=row.id,
+            object="file",
             bytes=row.bytes,
             created_at=row.created_at,
             expires_at=row.expires_at,
@@ -62,7 +63,8 @@ class FileObject(BaseModel):
 class FileList(BaseModel):
     """A cursor page of files; the next page is `after=<last_id>`."""
 
-    object: Literal["list"] = "list"
+    object: Literal["list"]
+    """Always `list`."""
     data: list[FileObject]
     first_id: str | None
     """Id of the first file on this page (null when empty)."""
@@ -74,5 +76,8 @@ class FileList(BaseModel):
 
 class FileDeleted(BaseModel):
     id: str
-    object: Literal["file"] = "file"
+    """The deleted file's id."""
+    object: Literal["file"]
+    """Always `file`."""
     deleted: bool
+    """True once the file and its bytes are gone."""

@@ -45,7 +45,8 @@ class UploadObject(BaseModel):
 
     id: str
     """Such as `upload_abc123`."""
-    object: Literal["upload"] = "upload"
+    object: Literal["upload"]
+    """Always `upload`."""
     bytes: int
     """The intended size."""
     created_at: int
@@ -64,6 +65,7 @@ class UploadObject(BaseModel):
             status = "expired"
         return cls(
             id=row.id,
+            object="upload",
             bytes=row.bytes,
             created_at=row.created_at,
             expires_at=row.expires_at,
@@ -77,10 +79,11 @@ class UploadObject(BaseModel):
 class UploadPartObject(BaseModel):
     id: str
     """Such as `part_def456`."""
-    object: Literal["upload.part"] = "upload.part"
+    object: Literal["upload.part"]
+    """Always `upload.part`."""
     created_at: int
     upload_id: str
 
     @classmethod
     def from_row(cls, row: UploadPart) -> UploadPartObject:
-        return cls(id=row.id, created_at=row.created_at, upload_id=row.upload_id)
+        return cls(id=row.id, object="upload.part", created_at=row.created_at, upload_id=row.upload_id)
