@@ -1,0 +1,1 @@
+"""The web layer: the only part of ftserve that imports Litestar."""
