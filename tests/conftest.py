@@ -44,7 +44,14 @@ class Server:
     label: str
 
     def client(self, key: str | None = None, **kwargs) -> openai.OpenAI:  # type: ignore[no-untyped-def]
-        return openai.OpenAI(base_url=self.base_url, api_key=key or self.key, max_retries=0, **kwargs)
+        # Strict: every response must validate against the SDK's own types, required fields and all.
+        return openai.OpenAI(
+            base_url=self.base_url,
+            api_key=key or self.key,
+            max_retries=0,
+            _strict_response_validation=True,
+            **kwargs,
+        )
 
 
 @pytest.fixture(scope="session", name="seaweedfs")
