@@ -39,6 +39,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     print(f"ftserve: data in {settings.resolved_data_dir()}", file=sys.stderr)
     print(f"ftserve: database {settings.resolved_database_url().split('@')[-1]}", file=sys.stderr)
     print(f"ftserve: storage {settings.resolved_storage_url()}", file=sys.stderr)
