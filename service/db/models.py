@@ -7,7 +7,9 @@ many rows share one `created_at` second.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, ForeignKey, Integer, String, Text
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -80,3 +82,64 @@ class UploadPart(Base):
     bytes: Mapped[int] = mapped_column(BigInteger)
     storage_key: Mapped[str] = mapped_column(Text)
     created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class FineTuningJob(Base):
+    __tablename__ = "fine_tuning_jobs"
+    __table_args__ = (UniqueConstraint("organization_id", "idempotency_key"),)
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)
+    organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
+    model: Mapped[str] = mapped_column(String(256))
+    """The base model as the client named it (a catalogue name or alias)."""
+    base_model: Mapped[str] = mapped_column(String(256))
+    """The catalogue entry it resolved to."""
+    training_file: Mapped[str] = mapped_column(String(64))
+    validation_file: Mapped[str | None] = mapped_column(String(64), default=None)
+    suffix: Mapped[str | None] = mapped_column(String(64), default=None)
+    seed: Mapped[int] = mapped_column(BigInteger)
+    method: Mapped[dict[str, Any]] = mapped_column(JSON)
+    """`{"type": ..., "<type>": {"hyperparameters": {...}}}` with `auto` resolved once known."""
+    metadata_: Mapped[dict[str, str] | None] = mapped_column("metadata", JSON, default=None)
+    integrations: Mapped[list[Any] | None] = mapped_column(JSON, default=None)
+    status: Mapped[str] = mapped_column(String(32), index=True)
+    requested_action: Mapped[str | None] = mapped_column(String(16), default=None)
+    """`cancel` or `pause`, set by the API and honoured by the worker between steps."""
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    fine_tuned_model: Mapped[str | None] = mapped_column(String(512), default=None)
+    trained_tokens: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    result_files: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    finished_at: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    estimated_finish: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    resume_checkpoint: Mapped[str | None] = mapped_column(Text, default=None)
+    """Storage prefix of the training state to resume from after a pause or a lost worker."""
+    idempotency_key: Mapped[str | None] = mapped_column(String(256), default=None)
+
+
+class FineTuningJobEvent(Base):
+    __tablename__ = "fine_tuning_job_events"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("fine_tuning_jobs.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    level: Mapped[str] = mapped_column(String(8))
+    message: Mapped[str] = mapped_column(Text)
+    type: Mapped[str] = mapped_column(String(16))
+    data: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+
+
+class FineTuningJobCheckpoint(Base):
+    __tablename__ = "fine_tuning_job_checkpoints"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("fine_tuning_jobs.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    fine_tuned_model_checkpoint: Mapped[str] = mapped_column(String(512), unique=True)
+    step_number: Mapped[int] = mapped_column(Integer)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
+    storage_prefix: Mapped[str] = mapped_column(Text)
+    """Where the checkpoint's PEFT adapter directory lives in object storage."""
