@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from service.api.files.schemas import FileObject
+from service.api.files.services import EXPIRES_MAX_S, EXPIRES_MIN_S
 from service.db.models import File, Upload, UploadPart
 from service.ids import now_s
 
@@ -16,7 +17,7 @@ UploadStatus = Literal["pending", "completed", "cancelled", "expired"]
 class ExpiresAfter(BaseModel):
     anchor: Literal["created_at"]
     """Only `created_at` is supported."""
-    seconds: int = Field(ge=3600, le=2592000)
+    seconds: int = Field(ge=EXPIRES_MIN_S, le=EXPIRES_MAX_S)
     """Lifetime of the resulting file, from its creation."""
 
 
