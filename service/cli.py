@@ -3,6 +3,7 @@
     ftserve up [--host H] [--port P] [--data-dir DIR]
     ftserve keys create --org NAME [--data-dir DIR]
     ftserve db upgrade [--data-dir DIR]
+    ftserve models list | add NAME --source S [--alias A]… [--data-dir DIR]
     ftserve openapi > openapi/openapi.json
 
 Every command reads the same settings (`FTSERVE_*`, `DATABASE_URL`, `REDIS_URL`, `STORAGE_URL`);
@@ -84,6 +85,35 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models_list(args: argparse.Namespace) -> int:
+    from service.catalog import load_catalog
+
+    for model in load_catalog(_settings(args)).models:
+        aliases = f" (aliases: {', '.join(model.aliases)})" if model.aliases else ""
+        print(f"{model.name}\t{model.source}{aliases}")
+    return 0
+
+
+def cmd_models_add(args: argparse.Namespace) -> int:
+    from service.catalog import BaseModel, save_entry
+
+    entry = BaseModel(
+        name=args.name,
+        source=args.source,
+        aliases=tuple(args.alias or ()),
+        serve=not args.no_serve,
+        learning_rate=args.learning_rate,
+        max_seq_len=args.max_seq_len,
+    )
+    try:
+        save_entry(_settings(args), entry)
+    except ValueError as exc:
+        print(f"ftserve: {exc}", file=sys.stderr)
+        return 2
+    print(f"added {entry.name} -> {entry.source}")
+    return 0
+
+
 def cmd_openapi(args: argparse.Namespace) -> int:
     from service.api.app import create_app
 
@@ -116,6 +146,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     db = sub.add_parser("db", help="database maintenance").add_subparsers(dest="db_command", required=True)
     with_data_dir(db.add_parser("upgrade", help="apply migrations")).set_defaults(func=cmd_db_upgrade)
+
+    models = sub.add_parser("models", help="the base-model catalogue").add_subparsers(
+        dest="models_command", required=True
+    )
+    with_data_dir(models.add_parser("list", help="list base models")).set_defaults(func=cmd_models_list)
+    add = with_data_dir(models.add_parser("add", help="add or replace a base model"))
+    add.add_argument("name", help="public name, used in fine-tuned model ids")
+    add.add_argument("--source", required=True, help="Hugging Face id or local directory")
+    add.add_argument("--alias", action="append", help="another name that resolves to this model (repeatable)")
+    add.add_argument("--no-serve", action="store_true", help="do not start an inference server for it")
+    add.add_argument("--learning-rate", type=float, default=2e-4, help="base learning rate (default 2e-4)")
+    add.add_argument("--max-seq-len", type=int, default=4096, help="training truncation length (default 4096)")
+    add.set_defaults(func=cmd_models_add)
 
     openapi = sub.add_parser("openapi", help="print the service's OpenAPI document")
     openapi.add_argument("-o", "--output", help="write to this file instead of stdout")

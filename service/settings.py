@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     s3_region: str = Field(default="us-east-1", validation_alias=AliasChoices("FTSERVE_S3_REGION", "AWS_REGION"))
     """Region passed to boto3; most non-AWS stores accept any value."""
 
+    models_file: Path | None = None
+    """The base-model catalogue (JSON). Unset: `data_dir/models.json`."""
+
     host: str = "127.0.0.1"
     """Interface the API listens on."""
 

@@ -1,0 +1,105 @@
+"""The base-model catalogue: public model names, their weights, and aliases.
+
+A client names a base model the way it would with OpenAI (`gpt-4o-mini-2024-07-18`); the
+operator decides what that means here. The catalogue is a JSON file (`FTSERVE_MODELS_FILE`,
+default `$FTSERVE_DATA_DIR/models.json`) merged over the built-in `tiny-chat`:
+
+    {"models": [{"name": "qwen2.5-0.5b", "source": "/models/Qwen2.5-0.5B-Instruct",
+                 "aliases": ["gpt-4o-mini-2024-07-18"], "serve": true, "learning_rate": 0.0002}]}
+
+`source` is a Hugging Face id, a local directory, or `builtin:tiny-chat`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from service.settings import Settings
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+"""Names appear inside `ft:{base}:…` ids, so no colons or slashes."""
+
+
+@dataclass(frozen=True)
+class BaseModel:
+    """One entry of the catalogue.
+
+    Example:
+        >>> BaseModel(name="tiny-chat", source="builtin:tiny-chat").is_builtin
+        True
+    """
+
+    name: str
+    """The public name clients use, and the `{base}` of fine-tuned model ids."""
+    source: str
+    """Hugging Face id, local directory, or `builtin:<name>`."""
+    aliases: tuple[str, ...] = ()
+    """Other names that resolve to this entry."""
+    serve: bool = True
+    """Whether `ftserve up` starts an inference server for it."""
+    learning_rate: float = 2e-4
+    """Base learning rate; a job's `learning_rate_multiplier` scales it."""
+    max_seq_len: int = 4096
+    """Training examples longer than this many tokens are truncated."""
+
+    @property
+    def is_builtin(self) -> bool:
+        return self.source.startswith("builtin:")
+
+
+BUILTIN = (BaseModel(name="tiny-chat", source="builtin:tiny-chat", learning_rate=5e-3, max_seq_len=1024),)
+
+
+@dataclass
+class Catalog:
+    models: list[BaseModel] = field(default_factory=lambda: list(BUILTIN))
+
+    def resolve(self, name: str) -> BaseModel | None:
+        """The entry called `name` or aliased to it."""
+        for model in self.models:
+            if name == model.name or name in model.aliases:
+                return model
+        return None
+
+    def names(self) -> list[str]:
+        return [m.name for m in self.models]
+
+
+def catalog_path(settings: Settings) -> Path:
+    return settings.models_file or settings.resolved_data_dir() / "models.json"
+
+
+def load_catalog(settings: Settings) -> Catalog:
+    """The built-ins, with the file's entries added or replacing those of the same name."""
+    models = {m.name: m for m in BUILTIN}
+    path = catalog_path(settings)
+    if path.exists():
+        for raw in json.loads(path.read_text()).get("models", []):
+            entry = BaseModel(**{**raw, "aliases": tuple(raw.get("aliases", ()))})
+            models[entry.name] = entry
+    return Catalog(list(models.values()))
+
+
+def save_entry(settings: Settings, entry: BaseModel) -> None:
+    """Add or replace an entry in the catalogue file (written atomically)."""
+    for name in (entry.name, *entry.aliases):
+        if not NAME.match(name):
+            raise ValueError(f"invalid model name {name!r}: letters, digits, '.', '_' and '-' only")
+    path = catalog_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    current = json.loads(path.read_text()).get("models", []) if path.exists() else []
+    others = [m for m in current if m.get("name") != entry.name]
+    taken = {a for m in load_catalog(settings).models if m.name != entry.name for a in (m.name, *m.aliases)}
+    clash = taken & {entry.name, *entry.aliases}
+    if clash:
+        raise ValueError(f"already used by another model: {', '.join(sorted(clash))}")
+    data = {"models": [*others, {**asdict(entry), "aliases": list(entry.aliases)}]}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".models-")
+    with os.fdopen(fd, "w") as out:
+        json.dump(data, out, indent=2)
+    os.replace(tmp, path)
