@@ -11,8 +11,8 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.response import Stream
 
-from service.api.files.schemas import CREATABLE_PURPOSES, FileDeleted, FileList, FileObject
-from service.api.files.services import FileService, file_chunks, parse_expires_after
+from service.api.files.schemas import FileDeleted, FileList, FileObject
+from service.api.files.services import FileService, check_purpose, file_chunks, parse_expires_after
 from service.api.multipart import read_multipart
 from service.api.openapi_docs import ERROR_RESPONSES, MULTIPART_FILE_BODY, UPLOAD_ERROR_RESPONSES
 from service.errors import InvalidRequestError
@@ -34,14 +34,7 @@ class FileController(Controller):
     ) -> FileObject:
         form = await read_multipart(request, file_field="file", max_file_bytes=state.settings.max_file_bytes)
         try:
-            purpose = form.fields.get("purpose")
-            if not purpose:
-                raise InvalidRequestError("Missing required parameter: 'purpose'.", param="purpose")
-            if purpose not in CREATABLE_PURPOSES:
-                raise InvalidRequestError(
-                    f"Invalid value for 'purpose': {purpose!r}; expected one of {sorted(CREATABLE_PURPOSES)}.",
-                    param="purpose",
-                )
+            purpose = check_purpose(form.fields.get("purpose"))
             if form.file is None:
                 raise InvalidRequestError("Missing required parameter: 'file'.", param="file")
             expires_after_s = parse_expires_after(

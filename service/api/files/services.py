@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.api.files.schemas import CREATABLE_PURPOSES
 from service.api.pagination import Page, cursor_page
 from service.datasets import JsonlChecker
 from service.db.models import File, Organization
@@ -20,6 +21,18 @@ from service.storage import CHUNK_BYTES, ObjectNotFound, ObjectStorage
 
 EXPIRES_MIN_S = 3600
 EXPIRES_MAX_S = 30 * 24 * 3600
+
+
+def check_purpose(purpose: str | None) -> str:
+    """The purpose a client may upload with, or a 400 naming the allowed ones."""
+    if not purpose:
+        raise InvalidRequestError("Missing required parameter: 'purpose'.", param="purpose")
+    if purpose not in CREATABLE_PURPOSES:
+        raise InvalidRequestError(
+            f"Invalid value for 'purpose': {purpose!r}; expected one of {sorted(CREATABLE_PURPOSES)}.",
+            param="purpose",
+        )
+    return purpose
 
 
 def parse_expires_after(anchor: str | None, seconds: str | int | None) -> int | None:

@@ -11,8 +11,7 @@ from pathlib import Path
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.api.files.schemas import CREATABLE_PURPOSES
-from service.api.files.services import FileService, file_chunks
+from service.api.files.services import FileService, check_purpose, file_chunks
 from service.db.models import File, Organization, Upload, UploadPart
 from service.errors import ConflictError, InvalidRequestError, NotFoundError
 from service.ids import new_part_id, new_upload_id, now_s
@@ -59,11 +58,7 @@ class UploadService:
     async def create(
         self, *, bytes_: int, filename: str, mime_type: str, purpose: str, expires_after_s: int | None
     ) -> Upload:
-        if purpose not in CREATABLE_PURPOSES:
-            raise InvalidRequestError(
-                f"Invalid value for 'purpose': {purpose!r}; expected one of {sorted(CREATABLE_PURPOSES)}.",
-                param="purpose",
-            )
+        check_purpose(purpose)
         if bytes_ > self.settings.max_upload_bytes:
             raise InvalidRequestError(
                 f"An upload can be at most {self.settings.max_upload_bytes} bytes; got {bytes_}.",
