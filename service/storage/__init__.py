@@ -21,6 +21,12 @@ from urllib.parse import unquote, urlparse
 CHUNK_BYTES = 1024 * 1024
 
 
+def file_chunks(path: Path, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
+    """A local file's bytes in chunks, for `put_stream` or a checker on the way."""
+    with path.open("rb") as src:
+        yield from iter(lambda: src.read(chunk_bytes), b"")
+
+
 class ObjectNotFound(KeyError):
     """No object is stored under the key."""
 

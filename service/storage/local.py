@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from service.storage import CHUNK_BYTES, ObjectNotFound
+from service.storage import CHUNK_BYTES, ObjectNotFound, file_chunks
 
 
 class LocalStorage:
@@ -43,8 +43,7 @@ class LocalStorage:
         return written
 
     def put_file(self, key: str, path: Path) -> int:
-        with path.open("rb") as src:
-            return self.put_stream(key, iter(lambda: src.read(CHUNK_BYTES), b""))
+        return self.put_stream(key, file_chunks(path))
 
     def read_chunks(self, key: str, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
         try:

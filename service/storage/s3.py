@@ -14,7 +14,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from service.storage import CHUNK_BYTES, ObjectNotFound
+from service.storage import CHUNK_BYTES, ObjectNotFound, file_chunks
 
 PART_BYTES = 16 * 1024 * 1024
 """Multipart part size: above S3's 5 MiB minimum, small enough to bound memory per stream."""
@@ -81,8 +81,7 @@ class S3Storage:
         return {"PartNumber": number, "ETag": response["ETag"]}
 
     def put_file(self, key: str, path: Path) -> int:
-        with path.open("rb") as src:
-            return self.put_stream(key, iter(lambda: src.read(CHUNK_BYTES), b""))
+        return self.put_stream(key, file_chunks(path))
 
     def read_chunks(self, key: str, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
         try:

@@ -12,10 +12,11 @@ from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.response import Stream
 
 from service.api.files.schemas import FileDeleted, FileList, FileObject
-from service.api.files.services import FileService, check_purpose, file_chunks, parse_expires_after
+from service.api.files.services import FileService, check_purpose, parse_expires_after
 from service.api.multipart import read_multipart
 from service.api.openapi_docs import ERROR_RESPONSES, MULTIPART_FILE_BODY, UPLOAD_ERROR_RESPONSES
 from service.errors import InvalidRequestError
+from service.storage import file_chunks
 
 
 class FileController(Controller):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, or_, select
@@ -17,7 +16,7 @@ from service.datasets import JsonlChecker
 from service.db.models import File, Organization
 from service.errors import InvalidRequestError, NotFoundError
 from service.ids import new_file_id, now_s
-from service.storage import CHUNK_BYTES, ObjectNotFound, ObjectStorage
+from service.storage import ObjectNotFound, ObjectStorage
 
 EXPIRES_MIN_S = 3600
 EXPIRES_MAX_S = 30 * 24 * 3600
@@ -73,11 +72,6 @@ def store_checked(storage: ObjectStorage, key: str, chunks: Iterable[bytes], pur
         # that failed its final check may have landed: remove it.
         storage.delete(key)
         raise
-
-
-def file_chunks(path: Path) -> Iterator[bytes]:
-    with path.open("rb") as src:
-        yield from iter(lambda: src.read(CHUNK_BYTES), b"")
 
 
 @dataclass

@@ -11,7 +11,7 @@ from pathlib import Path
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.api.files.services import FileService, check_purpose, file_chunks
+from service.api.files.services import FileService, check_purpose
 from service.db.models import File, Organization, Upload, UploadPart
 from service.errors import ConflictError, InvalidRequestError, NotFoundError
 from service.ids import new_part_id, new_upload_id, now_s
@@ -119,7 +119,7 @@ class UploadService:
             )
         part_id = new_part_id()
         key = f"uploads/{upload_id}/{part_id}"
-        await asyncio.to_thread(self.storage.put_stream, key, file_chunks(path))
+        await asyncio.to_thread(self.storage.put_file, key, path)
         row = UploadPart(id=part_id, upload_id=upload_id, bytes=size, storage_key=key, created_at=now_s())
         self.session.add(row)
         try:
