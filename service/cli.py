@@ -1,6 +1,7 @@
 """The `ftserve` command: run the service, manage keys, print the OpenAPI document.
 
-    ftserve up [--host H] [--port P] [--data-dir DIR]
+    ftserve up [--host H] [--port P] [--data-dir DIR] [--workers N]
+    ftserve worker
     ftserve keys create --org NAME [--data-dir DIR]
     ftserve db upgrade [--data-dir DIR]
     ftserve models list | add NAME --source S [--alias A]… [--data-dir DIR]
@@ -14,8 +15,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -37,17 +40,39 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     from service.api.app import create_app
     from service.db import upgrade_database
+    from service.embedded import start_private_redis, start_workers, stop_all
 
     settings = _settings(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    print(f"ftserve: data in {settings.resolved_data_dir()}", file=sys.stderr)
-    print(f"ftserve: database {settings.resolved_database_url().split('@')[-1]}", file=sys.stderr)
-    print(f"ftserve: storage {settings.resolved_storage_url()}", file=sys.stderr)
+    say = functools.partial(print, file=sys.stderr, flush=True)
+    say(f"ftserve: data in {settings.resolved_data_dir()}")
+    say(f"ftserve: database {settings.resolved_database_url().split('@')[-1]}")
+    say(f"ftserve: storage {settings.resolved_storage_url()}")
     upgrade_database(settings)
-    print(f"ftserve: API on http://{settings.host}:{settings.port}/v1", file=sys.stderr)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info", access_log=False)
+    children = []
+    try:
+        if not settings.redis_url:
+            redis, url = start_private_redis(settings.resolved_data_dir() / "redis")
+            children.append(redis)
+            settings = settings.model_copy(update={"redis_url": url})
+            say(f"ftserve: private Redis on {url}")
+        else:
+            say(f"ftserve: Redis {settings.redis_url.split('@')[-1]}")
+        workers = start_workers(args.workers, settings)
+        children[:0] = workers  # stopped first, so they can checkpoint while Redis still answers
+        say(f"ftserve: {len(workers)} trainer worker(s)")
+        say(f"ftserve: API on http://{settings.host}:{settings.port}/v1")
+        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info", access_log=False)
+    finally:
+        stop_all(children)
     return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    # A separate interpreter image: the API process never imports torch.
+    os.execv(sys.executable, [sys.executable, "-m", "trainer.worker"])  # noqa: S606
+    return 0  # not reached
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
@@ -137,7 +162,11 @@ def build_parser() -> argparse.ArgumentParser:
     up = with_data_dir(sub.add_parser("up", help="run the service in the foreground"))
     up.add_argument("--host", help="interface to listen on (FTSERVE_HOST, default 127.0.0.1)")
     up.add_argument("--port", type=int, help="port to listen on (FTSERVE_PORT, default 8000)")
+    up.add_argument("--workers", type=int, default=1, help="trainer workers to run beside the API (default 1)")
     up.set_defaults(func=cmd_up)
+
+    worker = sub.add_parser("worker", help="run a trainer worker (needs REDIS_URL and the trainer extra)")
+    worker.set_defaults(func=cmd_worker)
 
     keys = sub.add_parser("keys", help="manage API keys").add_subparsers(dest="keys_command", required=True)
     create = with_data_dir(keys.add_parser("create", help="create a key; the key is the last line printed"))

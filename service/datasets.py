@@ -56,13 +56,14 @@ def _check_messages(messages: Any, line: int, param: str, *, need_assistant: boo
         raise _fail(line, "missing_assistant_message", "the example has no assistant message to learn from", param)
 
 
-def check_example(example: Any, line: int, param: str = "file") -> None:
-    """A supervised (`messages`) or preference (`input` + preferred/non-preferred output) example."""
+def check_example(example: Any, line: int, param: str = "file") -> str:
+    """A supervised (`messages`) or preference (`input` + preferred/non-preferred output) example;
+    returns which: `chat` or `preference`."""
     if not isinstance(example, dict):
         raise _fail(line, "invalid_example", "each line must be a JSON object", param)
     if "messages" in example:
         _check_messages(example["messages"], line, param, need_assistant=True)
-        return
+        return "chat"
     if "input" in example:
         source = example["input"]
         if not isinstance(source, dict):
@@ -74,7 +75,7 @@ def check_example(example: Any, line: int, param: str = "file") -> None:
                 raise _fail(line, "missing_preference_output", f"'{name}' must be a non-empty list", param)
             for index, message in enumerate(output):
                 check_message(message, line, index, param)
-        return
+        return "preference"
     raise _fail(line, "missing_messages", "no 'messages' key (chat format: {\"messages\": [...]})", param)
 
 
@@ -84,6 +85,8 @@ class JsonlChecker:
     def __init__(self, param: str = "file") -> None:
         self.param = param
         self.examples = 0
+        self.first_line: dict[str, int] = {}
+        """The first line of each kind of example seen (`chat`, `preference`)."""
         self._line = 0
         self._pending = bytearray()
 
@@ -119,5 +122,18 @@ class JsonlChecker:
             raise _fail(
                 self._line, "invalid_json", f"not valid JSON ({exc.msg} at column {exc.colno})", self.param
             ) from None
-        check_example(example, self._line, self.param)
+        kind = check_example(example, self._line, self.param)
+        self.first_line.setdefault(kind, self._line)
         self.examples += 1
+
+    @property
+    def saw_chat(self) -> bool:
+        return "chat" in self.first_line
+
+    @property
+    def saw_preference(self) -> bool:
+        return "preference" in self.first_line
+
+    def first_mismatch(self, want_preference: bool) -> int:
+        """The first line whose kind is not the one wanted."""
+        return self.first_line["chat" if want_preference else "preference"]

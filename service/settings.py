@@ -68,6 +68,33 @@ class Settings(BaseSettings):
     upload_ttl_s: int = 3600
     """An Upload not completed within this many seconds expires (OpenAI: one hour)."""
 
+    lease_s: int = 30
+    """A trainer renews its hold on a job this often (÷3); a job whose hold lapses is requeued."""
+
+    reconcile_interval_s: float = 5.0
+    """How often the API compares the database with the queue (see `service.reconciler`)."""
+
+    validate_concurrency: int = 4
+    """Jobs whose files one API process validates at once."""
+
+    checkpoints_kept: int = 3
+    """Epoch checkpoints kept per job (OpenAI keeps the last 3)."""
+
+    lora_r: int = 8
+    """LoRA rank of new adapters."""
+
+    lora_alpha: int = 16
+    """LoRA scaling numerator (the update is scaled by alpha / r)."""
+
+    lora_dropout: float = 0.0
+    """Dropout on the LoRA path."""
+
+    lora_target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    """Linear layers that get adapters (JSON list in the environment)."""
+
+    trainer_threads: int | None = None
+    """CPU threads torch may use in a trainer; unset: torch's default."""
+
     def resolved_data_dir(self) -> Path:
         return self.data_dir.expanduser().resolve()
 

@@ -8,6 +8,8 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+from arq.connections import ArqRedis
+from arq.worker import Worker, func
 from litestar import Litestar, get
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
@@ -21,14 +23,20 @@ from service.api.deps import provide_db_session, provide_organization, provide_s
 from service.api.errors import EXCEPTION_HANDLERS
 from service.api.files.controllers import FileController
 from service.api.files.services import FileService
+from service.api.fine_tuning.controllers import FineTuningJobController
+from service.api.fine_tuning.services import JobService
 from service.api.uploads.controllers import UploadController
 from service.api.uploads.services import UploadService
+from service.catalog import load_catalog
 from service.db import create_engine, create_sessionmaker
 from service.db.models import Organization
 from service.ids import random_token
+from service.queue import VALIDATE_FUNCTION, VALIDATE_QUEUE, open_queue
+from service.reconciler import reconcile_forever
 from service.settings import Settings, get_settings
 from service.storage import ObjectStorage, open_storage
 from service.sweeper import sweep_forever
+from service.validation import validate_job
 
 log = logging.getLogger("ftserve.api")
 
@@ -58,9 +66,33 @@ def provide_upload_service(
     return UploadService(db_session, storage, organization, state.settings)
 
 
+def provide_job_service(
+    db_session: NamedDependency[AsyncSession],
+    organization: NamedDependency[Organization],
+    state: State,
+) -> JobService:
+    # The catalogue is a small file an operator may edit while the service runs: read it each time.
+    return JobService(db_session, organization, load_catalog(state.settings), state.queue)
+
+
 @get("/health", include_in_schema=False)
 async def health() -> dict[str, str]:
     return {"status": "ok"}
+
+
+def validator_worker(settings: Settings, ctx: dict[str, Any], redis: ArqRedis) -> Worker:
+    """The in-process arq worker of the `validating_files` step (no torch needed)."""
+    return Worker(
+        functions=[func(validate_job, name=VALIDATE_FUNCTION, keep_result=0, max_tries=1000)],
+        queue_name=VALIDATE_QUEUE,
+        redis_pool=redis,
+        ctx=ctx,
+        max_jobs=settings.validate_concurrency,
+        job_timeout=3600,
+        keep_result=0,
+        poll_delay=0.2,
+        handle_signals=False,
+    )
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -75,16 +107,31 @@ def create_app(settings: Settings | None = None) -> Litestar:
         )
         if hasattr(storage, "ensure_bucket"):
             await asyncio.to_thread(storage.ensure_bucket)
+        if not settings.redis_url:
+            raise RuntimeError("REDIS_URL is not set (`ftserve up` starts a private Redis when it is unset)")
+        queue = await open_queue(settings.redis_url)
+        sessionmaker = create_sessionmaker(engine)
         app.state.settings = settings
         app.state.storage = storage
-        app.state.sessionmaker = create_sessionmaker(engine)
-        sweeper = asyncio.create_task(sweep_forever(app.state.sessionmaker, storage))
+        app.state.sessionmaker = sessionmaker
+        app.state.queue = queue
+        validator = validator_worker(
+            settings, {"sessionmaker": sessionmaker, "storage": storage, "redis": queue}, queue
+        )
+        tasks = [
+            asyncio.create_task(sweep_forever(sessionmaker, storage)),
+            asyncio.create_task(reconcile_forever(sessionmaker, queue, settings.reconcile_interval_s)),
+            asyncio.create_task(validator.async_run()),
+        ]
         try:
             yield
         finally:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await validator.close()
             await engine.dispose()
 
     dependencies: dict[str, Any] = {
@@ -93,9 +140,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
         "organization": Provide(provide_organization),
         "file_service": Provide(provide_file_service, sync_to_thread=False),
         "upload_service": Provide(provide_upload_service, sync_to_thread=False),
+        "job_service": Provide(provide_job_service, sync_to_thread=False),
     }
     return Litestar(
-        route_handlers=[FileController, UploadController, health],
+        route_handlers=[FileController, UploadController, FineTuningJobController, health],
         dependencies=dependencies,
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],

@@ -1,4 +1,4 @@
-"""The database schema: organisations, API keys, files, uploads and their parts.
+"""The database schema: organisations, API keys, files, uploads, fine-tuning jobs and their events.
 
 Every tenant-owned row carries `organization_id`; every query the API makes filters on it.
 `seq` is an insertion-ordered integer key, so cursor pages (`after=<id>`) are stable even when
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -86,7 +86,10 @@ class UploadPart(Base):
 
 class FineTuningJob(Base):
     __tablename__ = "fine_tuning_jobs"
-    __table_args__ = (UniqueConstraint("organization_id", "idempotency_key"),)
+    __table_args__ = (
+        UniqueConstraint("organization_id", "idempotency_key"),
+        Index("ix_fine_tuning_jobs_lease", "status", "lease_expires_at"),
+    )
 
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     id: Mapped[str] = mapped_column(String(64), unique=True)
@@ -116,6 +119,11 @@ class FineTuningJob(Base):
     resume_checkpoint: Mapped[str | None] = mapped_column(Text, default=None)
     """Storage prefix of the training state to resume from after a pause or a lost worker."""
     idempotency_key: Mapped[str | None] = mapped_column(String(256), default=None)
+    worker_id: Mapped[str | None] = mapped_column(String(128), default=None)
+    """The trainer worker holding the job; null when none does."""
+    lease_expires_at: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    """The holder renews this while it trains; once it passes, the reconciler requeues the job."""
+    started_at: Mapped[int | None] = mapped_column(BigInteger, default=None)
 
 
 class FineTuningJobEvent(Base):

@@ -1,0 +1,126 @@
+"""HTTP handlers of `/v1/fine_tuning/jobs`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Controller, Request, get, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery, JSONBody, Parameter, QueryParameter
+
+from service.api.fine_tuning.schemas import (
+    CreateJobRequest,
+    FineTuningJobCheckpointList,
+    FineTuningJobCheckpointObject,
+    FineTuningJobEventList,
+    FineTuningJobEventObject,
+    FineTuningJobList,
+    FineTuningJobObject,
+)
+from service.api.fine_tuning.services import JobService
+from service.api.openapi_docs import ERROR_RESPONSES
+from service.errors import InvalidRequestError
+
+NO_METADATA: dict[str, str] = {}
+
+
+def metadata_filter(request: Request[Any, Any, Any]) -> dict[str, str] | None:
+    """`metadata[k]=v` pairs of the query (OpenAI's deepObject style); `metadata=null`: jobs without any."""
+    pairs: dict[str, str] = {}
+    for name, value in request.query_params.items():
+        if name == "metadata":
+            if value != "null":
+                raise InvalidRequestError("Use metadata[key]=value to filter by metadata.", param="metadata")
+            return NO_METADATA
+        if name.startswith("metadata[") and name.endswith("]"):
+            pairs[name[len("metadata[") : -1]] = value
+    return pairs or None
+
+
+class FineTuningJobController(Controller):
+    path = "/v1/fine_tuning/jobs"
+    tags = ["Fine-tuning"]
+
+    @post(responses=ERROR_RESPONSES, operation_id="createFineTuningJob", summary="Create a fine-tuning job",
+          status_code=200)  # fmt: skip
+    async def create_job(
+        self,
+        data: JSONBody[CreateJobRequest],
+        job_service: NamedDependency[JobService],
+        idempotency_key: Annotated[str | None, Parameter(header="Idempotency-Key", max_length=256)] = None,
+    ) -> FineTuningJobObject:
+        return FineTuningJobObject.from_row(await job_service.create(data, idempotency_key))
+
+    @get(responses=ERROR_RESPONSES, operation_id="listPaginatedFineTuningJobs", summary="List fine-tuning jobs")
+    async def list_jobs(
+        self,
+        request: Request[Any, Any, Any],
+        job_service: NamedDependency[JobService],
+        limit: Annotated[int, QueryParameter(ge=1, le=10000)] = 20,
+        after: FromQuery[str | None] = None,
+    ) -> FineTuningJobList:
+        page = await job_service.list(limit=limit, after=after, metadata=metadata_filter(request))
+        return FineTuningJobList(
+            object="list", data=[FineTuningJobObject.from_row(j) for j in page.items], has_more=page.has_more
+        )
+
+    @get("/{fine_tuning_job_id:str}", responses=ERROR_RESPONSES, operation_id="retrieveFineTuningJob",
+         summary="Retrieve a fine-tuning job")  # fmt: skip
+    async def retrieve_job(
+        self, fine_tuning_job_id: FromPath[str], job_service: NamedDependency[JobService]
+    ) -> FineTuningJobObject:
+        return FineTuningJobObject.from_row(await job_service.get(fine_tuning_job_id))
+
+    @post("/{fine_tuning_job_id:str}/cancel", responses=ERROR_RESPONSES, operation_id="cancelFineTuningJob",
+          summary="Cancel a fine-tuning job", status_code=200)  # fmt: skip
+    async def cancel_job(
+        self, fine_tuning_job_id: FromPath[str], job_service: NamedDependency[JobService]
+    ) -> FineTuningJobObject:
+        return FineTuningJobObject.from_row(await job_service.cancel(fine_tuning_job_id))
+
+    @post("/{fine_tuning_job_id:str}/pause", responses=ERROR_RESPONSES, operation_id="pauseFineTuningJob",
+          summary="Pause a fine-tuning job", status_code=200)  # fmt: skip
+    async def pause_job(
+        self, fine_tuning_job_id: FromPath[str], job_service: NamedDependency[JobService]
+    ) -> FineTuningJobObject:
+        return FineTuningJobObject.from_row(await job_service.pause(fine_tuning_job_id))
+
+    @post("/{fine_tuning_job_id:str}/resume", responses=ERROR_RESPONSES, operation_id="resumeFineTuningJob",
+          summary="Resume a paused fine-tuning job", status_code=200)  # fmt: skip
+    async def resume_job(
+        self, fine_tuning_job_id: FromPath[str], job_service: NamedDependency[JobService]
+    ) -> FineTuningJobObject:
+        return FineTuningJobObject.from_row(await job_service.resume(fine_tuning_job_id))
+
+    @get("/{fine_tuning_job_id:str}/events", responses=ERROR_RESPONSES, operation_id="listFineTuningEvents",
+         summary="List a job's events, newest first")  # fmt: skip
+    async def list_events(
+        self,
+        fine_tuning_job_id: FromPath[str],
+        job_service: NamedDependency[JobService],
+        limit: Annotated[int, QueryParameter(ge=1, le=10000)] = 20,
+        after: FromQuery[str | None] = None,
+    ) -> FineTuningJobEventList:
+        page = await job_service.events(fine_tuning_job_id, limit=limit, after=after)
+        return FineTuningJobEventList(
+            object="list", data=[FineTuningJobEventObject.from_row(e) for e in page.items], has_more=page.has_more
+        )
+
+    @get("/{fine_tuning_job_id:str}/checkpoints", responses=ERROR_RESPONSES,
+         operation_id="listFineTuningJobCheckpoints", summary="List a job's checkpoints, newest first")  # fmt: skip
+    async def list_checkpoints(
+        self,
+        fine_tuning_job_id: FromPath[str],
+        job_service: NamedDependency[JobService],
+        limit: Annotated[int, QueryParameter(ge=1, le=10000)] = 10,
+        after: FromQuery[str | None] = None,
+    ) -> FineTuningJobCheckpointList:
+        page = await job_service.checkpoints(fine_tuning_job_id, limit=limit, after=after)
+        data = [FineTuningJobCheckpointObject.from_row(c) for c in page.items]
+        return FineTuningJobCheckpointList(
+            object="list",
+            data=data,
+            has_more=page.has_more,
+            first_id=data[0].id if data else None,
+            last_id=data[-1].id if data else None,
+        )

@@ -1,0 +1,95 @@
+"""Keeps Redis in step with the database, so that no job is ever lost.
+
+The database says what should happen; Redis only wakes workers up. Each pass:
+
+- a job `validating_files` whose validation is not in Redis is enqueued for validation;
+- a job `queued` that no worker holds and that is not in Redis is enqueued for training
+  (Redis was flushed or restarted, or a resume raced a worker still saving its pause);
+- a job `running` whose holder stopped renewing its lease (the worker was killed, its node
+  died) goes back to `queued` and is enqueued again; it resumes from its last checkpoint.
+
+Every step is idempotent, so any number of API replicas may run it at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from arq.connections import ArqRedis
+from sqlalchemy import or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from service.db.models import FineTuningJob
+from service.fine_tuning import add_event
+from service.ids import now_s
+from service.queue import (
+    enqueue_training,
+    enqueue_validation,
+    is_enqueued,
+    release_in_progress,
+    validate_job_id,
+)
+
+log = logging.getLogger("ftserve.reconciler")
+
+
+async def reconcile_once(sessionmaker: async_sessionmaker[AsyncSession], redis: ArqRedis) -> list[str]:
+    """One pass; returns the ids of the jobs it enqueued again."""
+    now = now_s()
+    requeued: list[str] = []
+    async with sessionmaker() as session:
+        validating = list(await session.scalars(
+            select(FineTuningJob.id).where(FineTuningJob.status == "validating_files")
+        ))  # fmt: skip
+        for job_id in validating:
+            if not await is_enqueued(redis, validate_job_id(job_id)):
+                await enqueue_validation(redis, job_id)
+                requeued.append(job_id)
+
+        lost = list(await session.scalars(
+            select(FineTuningJob).where(
+                FineTuningJob.status == "running",
+                or_(FineTuningJob.lease_expires_at.is_(None), FineTuningJob.lease_expires_at < now),
+            )
+        ))  # fmt: skip
+        for job in lost:
+            moved = await session.execute(
+                update(FineTuningJob)
+                .where(FineTuningJob.id == job.id, FineTuningJob.status == "running",
+                       FineTuningJob.lease_expires_at == job.lease_expires_at)
+                .values(status="queued", worker_id=None, lease_expires_at=None)
+            )  # fmt: skip
+            if moved.rowcount == 1:  # type: ignore[attr-defined]
+                add_event(
+                    session,
+                    job.id,
+                    "The trainer running this job stopped responding; the job is queued again and "
+                    "resumes from its last checkpoint.",
+                    level="warn",
+                )
+                await session.commit()
+                await release_in_progress(redis, job.id)
+
+        queued = list(await session.scalars(
+            select(FineTuningJob.id).where(
+                FineTuningJob.status == "queued",
+                or_(FineTuningJob.lease_expires_at.is_(None), FineTuningJob.lease_expires_at < now),
+            )
+        ))  # fmt: skip
+        for job_id in queued:
+            if not await is_enqueued(redis, job_id):
+                await enqueue_training(redis, job_id)
+                requeued.append(job_id)
+    return requeued
+
+
+async def reconcile_forever(sessionmaker: async_sessionmaker[AsyncSession], redis: ArqRedis, interval_s: float) -> None:
+    while True:
+        try:
+            requeued = await reconcile_once(sessionmaker, redis)
+            if requeued:
+                log.info("reconciler enqueued again: %s", ", ".join(requeued))
+        except Exception:
+            log.exception("reconciler pass failed; retrying in %ss", interval_s)
+        await asyncio.sleep(interval_s)

@@ -1,0 +1,121 @@
+"""The `validating_files` step: check a job's files, resolve `"auto"`, hand the job to the trainers.
+
+Runs as the arq function `validate_job` on the `ftserve:validate` queue, inside every API process
+(it needs no torch). A file that fails ends the job `failed` with the checker's code, the file's
+param (`training_file` / `validation_file`) and a message naming the line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from arq.connections import ArqRedis
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from service.datasets import JsonlChecker
+from service.db.models import File, FineTuningJob
+from service.errors import InvalidFileError
+from service.fine_tuning import (
+    MIN_EXAMPLES,
+    add_event,
+    method_hyperparameters,
+    resolve_hyperparameters,
+    with_hyperparameters,
+)
+from service.ids import now_s
+from service.queue import enqueue_training
+from service.storage import ObjectNotFound, ObjectStorage
+
+log = logging.getLogger("ftserve.validation")
+
+
+def count_examples(storage: ObjectStorage, key: str, *, param: str, method: str) -> int:
+    """Stream the stored file through the checker; every line must suit the job's method."""
+    checker = JsonlChecker(param=param)
+    want_preference = method == "dpo"
+    try:
+        for chunk in storage.read_chunks(key):
+            checker.feed(chunk)
+        count = checker.close()
+    except ObjectNotFound:
+        raise InvalidFileError(f"The {param.replace('_', ' ')}'s content is missing.", param=param) from None
+    if want_preference != checker.saw_preference or (checker.saw_chat and checker.saw_preference):
+        expected = "preference pairs (input, preferred_output, non_preferred_output)" if want_preference else "chat"
+        raise InvalidFileError(
+            f"Invalid file format: line {checker.first_mismatch(want_preference)}: "
+            f"a {method} job needs {expected} examples on every line",
+            param=param,
+            code="invalid_example_format",
+        )
+    return count
+
+
+async def _file(session: AsyncSession, job: FineTuningJob, file_id: str) -> File | None:
+    return await session.scalar(select(File).where(File.id == file_id, File.organization_id == job.organization_id))
+
+
+async def validate(
+    sessionmaker: async_sessionmaker[AsyncSession], storage: ObjectStorage, redis: ArqRedis, job_id: str
+) -> None:
+    """Validate one job's files; move it to `queued` and enqueue it for training, or fail it."""
+    async with sessionmaker() as session:
+        job = await session.scalar(select(FineTuningJob).where(FineTuningJob.id == job_id))
+        if job is None or job.status != "validating_files":
+            return  # cancelled meanwhile, or validated by another replica
+        method = (job.method or {}).get("type", "supervised")
+        files = [("training_file", job.training_file)]
+        if job.validation_file:
+            files.append(("validation_file", job.validation_file))
+        counts: dict[str, int] = {}
+        error: dict[str, Any] | None = None
+        for param, file_id in files:
+            add_event(session, job.id, f"Validating {param.replace('_', ' ')}: {file_id}")
+            row = await _file(session, job, file_id)
+            try:
+                if row is None:
+                    raise InvalidFileError(f"The {param.replace('_', ' ')} {file_id} no longer exists.", param=param)
+                counts[param] = await asyncio.to_thread(
+                    count_examples, storage, row.storage_key, param=param, method=method
+                )
+            except InvalidFileError as exc:
+                error = {"code": exc.code or f"invalid_{param}", "message": exc.message, "param": param}
+                break
+        if error is None and counts["training_file"] < MIN_EXAMPLES:
+            n = counts["training_file"]
+            error = {
+                "code": "invalid_n_examples",
+                "message": f"Training file has {n} example(s), but must have at least {MIN_EXAMPLES} examples",
+                "param": "training_file",
+            }
+        values: dict[str, Any]
+        if error is not None:
+            values = {"status": "failed", "error": error, "finished_at": now_s()}
+            add_event(session, job.id, error["message"], level="error")
+        else:
+            hyperparameters = resolve_hyperparameters(method_hyperparameters(job), counts["training_file"])
+            values = {"status": "queued", "method": with_hyperparameters(job.method, hyperparameters)}
+            add_event(session, job.id, "Files validated, moving job to queued state")
+        moved = await session.execute(
+            update(FineTuningJob)
+            .where(FineTuningJob.id == job.id, FineTuningJob.status == "validating_files")
+            .values(**values)
+        )
+        if moved.rowcount != 1:  # type: ignore[attr-defined]
+            await session.rollback()  # cancelled while we read the files
+            return
+        await session.commit()
+    if error is None:
+        await enqueue_training(redis, job_id)
+        log.info("job %s validated (%s); queued for training", job_id, json.dumps(counts))
+
+
+async def validate_job(ctx: dict[str, Any], job_id: str) -> None:
+    """arq entry point; never raises, so arq never retries a validation on its own."""
+    try:
+        await validate(ctx["sessionmaker"], ctx["storage"], ctx["redis"], job_id)
+    except Exception:
+        log.exception("validating job %s failed; the reconciler will retry it", job_id)

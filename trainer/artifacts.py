@@ -1,0 +1,95 @@
+"""What a job leaves in object storage, and how it gets there.
+
+    jobs/{org}/{job}/adapter/                     the final PEFT adapter (what `ft:…` serves)
+        adapter_config.json, adapter_model.safetensors, ftserve.json (base + tokenizer fingerprint)
+    jobs/{org}/{job}/checkpoints/step-{N}/adapter/  an epoch's adapter (what `ft:…:ckpt-step-N` serves)
+    jobs/{org}/{job}/checkpoints/step-{N}/state.pt  optimizer, scheduler, step: what a resume needs
+    jobs/{org}/{job}/pauses/step-{N}/…             the same pair, saved by a pause or a shutdown
+
+A directory is uploaded file by file with `ftserve.json` (or `state.pt`) last, so a reader that
+finds the marker finds the whole directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from service.storage import ObjectStorage
+
+ADAPTER_MARKER = "ftserve.json"
+
+
+def upload_dir(storage: ObjectStorage, local: Path, prefix: str, *, last: str | None = None) -> None:
+    """Put every file under `local` at `prefix` + relative path; `last` (a relative path) goes last."""
+    files = sorted(p for p in local.rglob("*") if p.is_file())
+    files.sort(key=lambda p: p.relative_to(local).as_posix() == last)
+    for path in files:
+        storage.put_file(prefix + path.relative_to(local).as_posix(), path)
+
+
+def download_dir(storage: ObjectStorage, prefix: str, local: Path) -> Path:
+    """Fetch every object under `prefix` into `local`, keeping relative paths."""
+    for key in storage.list_keys(prefix):
+        target = local / key[len(prefix) :]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with target.open("wb") as out:
+            for chunk in storage.read_chunks(key):
+                out.write(chunk)
+    return local
+
+
+def _digest(paths: list[Path], extra: str = "") -> str:
+    sha = hashlib.sha256(extra.encode())
+    for path in sorted(paths):
+        if path.exists():
+            sha.update(path.name.encode())
+            sha.update(path.read_bytes())
+    return sha.hexdigest()
+
+
+def base_fingerprint(base_path: Path) -> dict[str, str]:
+    """Hashes that tell whether an adapter fits a server's base model and tokenizer.
+
+    `base` covers the architecture config and the sizes of the weight files (hashing gigabytes
+    of weights at every job would cost minutes); `tokenizer` covers the vocabulary, the special
+    tokens and the chat template, which decide what the adapter was trained to read.
+    """
+    weights = sorted(p for p in base_path.glob("*.safetensors")) + sorted(base_path.glob("*.bin"))
+    sizes = ",".join(f"{p.name}:{p.stat().st_size}" for p in weights)
+    tokenizer_files = [base_path / n for n in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja")]
+    return {
+        "base": _digest([base_path / "config.json"], sizes),
+        "tokenizer": _digest(tokenizer_files),
+    }
+
+
+def write_marker(adapter_dir: Path, info: dict[str, Any]) -> None:
+    (adapter_dir / ADAPTER_MARKER).write_text(json.dumps(info, indent=2, sort_keys=True))
+
+
+def results_csv(rows: list[dict[str, Any]]) -> str:
+    """OpenAI's result file: `step,train_loss,train_accuracy,valid_loss,valid_mean_token_accuracy`.
+
+    Example:
+        >>> results_csv([{"step": 1, "train_loss": 1.5, "train_mean_token_accuracy": 0.25}])
+        'step,train_loss,train_accuracy,valid_loss,valid_mean_token_accuracy\\n1,1.50000,0.25000,,\\n'
+    """
+
+    def cell(value: Any) -> str:
+        return "" if value is None else f"{value:.5f}"
+
+    lines = ["step,train_loss,train_accuracy,valid_loss,valid_mean_token_accuracy"]
+    for row in rows:
+        lines.append(
+            ",".join([
+                str(row["step"]),
+                cell(row.get("train_loss")),
+                cell(row.get("train_mean_token_accuracy")),
+                cell(row.get("valid_loss")),
+                cell(row.get("valid_mean_token_accuracy")),
+            ])
+        )  # fmt: skip
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,230 @@
+"""One fine-tuning job, start to finish, as synchronous code that runs in a worker thread.
+
+`run_training` reads the files, tokenises, trains (resuming when the job was paused or lost
+its worker), saves epoch checkpoints and the final adapter, and reports through a `Reporter`
+(the async worker's bridge to the database). It raises `JobFailure` for what the user must fix.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import math
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import torch
+
+from service.catalog import BaseModel
+from service.datasets import check_example
+from service.errors import InvalidFileError
+from service.settings import Settings
+from service.storage import ObjectStorage
+from trainer.artifacts import base_fingerprint, download_dir, results_csv, upload_dir, write_marker
+from trainer.data import TokenizedExample, tokenize_chat
+from trainer.sft import LoraSettings, SFTConfig, StopRequest, load_lora_model, train
+
+log = logging.getLogger("ftserve.trainer")
+Control = Literal["cancel", "pause", "requeue", "lost"]
+"""Why training must stop: the user cancelled or paused, the worker is shutting down, or another
+worker now holds the job (this one's lease lapsed)."""
+MAX_METRIC_EVENTS = 100
+
+
+class JobFailure(Exception):
+    """The job cannot succeed as submitted; `code`, `message` and `param` go to `job.error`."""
+
+    def __init__(self, code: str, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.code, self.message, self.param = code, message, param
+
+
+@dataclass
+class JobSpec:
+    """What the worker read from the job's row, for the training thread."""
+
+    job_id: str
+    base: BaseModel
+    fine_tuned_model: str
+    seed: int
+    hyperparameters: dict[str, Any]
+    training_key: str
+    validation_key: str | None
+    storage_prefix: str
+    resume_prefix: str | None = None
+
+
+@dataclass
+class Outcome:
+    stopped: Control | None
+    step: int
+    total_steps: int
+    trained_tokens: int
+    adapter_prefix: str | None = None
+    resume_prefix: str | None = None
+    results_csv: str = ""
+
+
+class Reporter(Protocol):
+    """Called from the training thread; each call returns once the database has it."""
+
+    def event(self, message: str, *, level: str = "info", type: str = "message", data: Any = None) -> None: ...
+    def progress(self, step: int, total_steps: int, metrics: dict[str, float], estimated_finish: int) -> None: ...
+    def checkpoint(self, step: int, metrics: dict[str, float], adapter_prefix: str, resume_prefix: str) -> None: ...
+    def control(self) -> Control | None: ...
+
+
+def base_model_path(base: BaseModel, settings: Settings) -> Path:
+    """A local directory with the base model's weights and tokenizer."""
+    if base.source == "builtin:tiny-chat":
+        from trainer.tiny_model import ensure_tiny_chat
+
+        return ensure_tiny_chat(settings.resolved_data_dir() / "models")
+    if Path(base.source).is_dir():
+        return Path(base.source)
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(base.source))
+
+
+def read_examples(storage: ObjectStorage, key: str, param: str) -> list[dict[str, Any]]:
+    """Every example of a stored JSONL file, each checked again (the file may predate a rule)."""
+    examples: list[dict[str, Any]] = []
+    text = io.TextIOWrapper(io.BytesIO(b"".join(storage.read_chunks(key))), encoding="utf-8")
+    for line_number, line in enumerate(text, start=1):
+        if not line.strip():
+            continue
+        try:
+            example = json.loads(line)
+            check_example(example, line_number, param)
+        except (InvalidFileError, json.JSONDecodeError) as exc:
+            code = getattr(exc, "code", None) or "invalid_json"
+            raise JobFailure(code, getattr(exc, "message", f"Invalid file format: line {line_number}"), param) from exc
+        examples.append(example)
+    return examples
+
+
+def tokenize_all(tokenizer: Any, examples: list[dict[str, Any]], max_tokens: int) -> tuple[list[TokenizedExample], int]:
+    """Tokenised examples that still teach something, and how many were truncated."""
+    out = [tokenize_chat(tokenizer, e, max_tokens=max_tokens) for e in examples]
+    return [e for e in out if e.trained_tokens > 0], sum(e.truncated for e in out)
+
+
+class _Callbacks:
+    """Turns the trainer's callbacks into reports, checkpoints and stop requests."""
+
+    def __init__(self, spec: JobSpec, storage: ObjectStorage, reporter: Reporter, model: Any, info: dict[str, Any]):
+        self.spec, self.storage, self.reporter, self.model, self.info = spec, storage, reporter, model, info
+        self.history: list[dict[str, Any]] = []
+        self.started = time.monotonic()
+        self.start_step: int | None = None
+        self.stop_reason: Control | None = None
+        self.resume_prefix: str | None = None
+
+    def on_metrics(self, step: int, total_steps: int, metrics: dict[str, float]) -> None:
+        self.history.append({"step": step, **metrics})
+        if self.start_step is None:
+            self.start_step = step - 1
+        every = max(1, math.ceil(total_steps / MAX_METRIC_EVENTS))
+        if step % every and step != total_steps and "valid_loss" not in metrics:
+            return
+        done = step - self.start_step
+        rate = (time.monotonic() - self.started) / max(done, 1)
+        self.reporter.progress(step, total_steps, metrics, int(time.time() + rate * (total_steps - step)))
+
+    def _save(self, kind: str, step: int, save_state: Any) -> tuple[str, str]:
+        """Upload adapter + full training state; returns (adapter prefix, state prefix)."""
+        prefix = f"{self.spec.storage_prefix}{kind}/step-{step}/"
+        with tempfile.TemporaryDirectory(prefix="ftserve-ckpt-") as tmp:
+            adapter = Path(tmp) / "adapter"
+            self.model.save_pretrained(adapter)
+            write_marker(adapter, {**self.info, "step": step})
+            upload_dir(self.storage, adapter, prefix + "adapter/", last="ftserve.json")
+            state = {**save_state(), "history": self.history}
+            torch.save(state, Path(tmp) / "state.pt")
+            self.storage.put_file(prefix + "state.pt", Path(tmp) / "state.pt")
+        return prefix + "adapter/", prefix
+
+    def on_epoch_end(self, epoch: int, step: int, total_steps: int, save: Any, metrics: dict[str, float]) -> None:
+        last = next((r for r in reversed(self.history) if r["step"] == step), {"step": step, **metrics})
+        adapter_prefix, state_prefix = self._save("checkpoints", step, save)
+        self.reporter.checkpoint(step, last, adapter_prefix, state_prefix)
+
+    def should_stop(self, step: int) -> StopRequest:
+        self.stop_reason = self.reporter.control()
+        if self.stop_reason is None:
+            return None
+        return "cancel" if self.stop_reason in ("cancel", "lost") else "pause"
+
+    def on_stop(self, request: StopRequest, step: int, save_state: Any) -> None:
+        if request == "pause" and step > 0:
+            _, self.resume_prefix = self._save("pauses", step, save_state)
+
+
+def run_training(spec: JobSpec, storage: ObjectStorage, settings: Settings, reporter: Reporter) -> Outcome:
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+    from transformers import AutoTokenizer
+
+    if settings.trainer_threads:
+        torch.set_num_threads(settings.trainer_threads)
+    base_path = base_model_path(spec.base, settings)
+    tokenizer = AutoTokenizer.from_pretrained(base_path)
+    raw = read_examples(storage, spec.training_key, "training_file")
+    examples, truncated = tokenize_all(tokenizer, raw, spec.base.max_seq_len)
+    if truncated:
+        reporter.event(
+            f"{truncated} training example(s) exceed {spec.base.max_seq_len} tokens and were truncated at the end.",
+            level="warn",
+        )
+    if not examples:
+        raise JobFailure("invalid_training_file", "No training example has an assistant token left to learn from.",
+                         "training_file")  # fmt: skip
+    validation = None
+    if spec.validation_key:
+        validation, _ = tokenize_all(
+            tokenizer, read_examples(storage, spec.validation_key, "validation_file"), spec.base.max_seq_len
+        )
+    hp = spec.hyperparameters
+    lora = LoraSettings(settings.lora_r, settings.lora_alpha, settings.lora_dropout, list(settings.lora_target_modules))
+    config = SFTConfig(
+        n_epochs=int(hp["n_epochs"]),
+        batch_size=int(hp["batch_size"]),
+        learning_rate=spec.base.learning_rate * float(hp["learning_rate_multiplier"]),
+        seed=spec.seed,
+        lora=lora,
+    )
+    model = load_lora_model(base_path, lora, seed=spec.seed)
+    info = {
+        "base_model": spec.base.name,
+        "base_source": spec.base.source,
+        "fine_tuned_model": spec.fine_tuned_model,
+        "job_id": spec.job_id,
+        "fingerprint": base_fingerprint(base_path),
+    }
+    callbacks = _Callbacks(spec, storage, reporter, model, info)
+    resume_state = None
+    if spec.resume_prefix:
+        with tempfile.TemporaryDirectory(prefix="ftserve-resume-") as tmp:
+            local = download_dir(storage, spec.resume_prefix, Path(tmp))
+            set_peft_model_state_dict(model, load_file(local / "adapter" / "adapter_model.safetensors"))
+            resume_state = torch.load(local / "state.pt", weights_only=False)
+        callbacks.history = resume_state.pop("history", [])
+        reporter.event(f"Resuming from step {resume_state['step']}")
+    result = train(model, config, examples, callbacks, pad_id=tokenizer.pad_token_id, validation=validation,
+                   resume_state=resume_state)  # fmt: skip
+    total_steps = math.ceil(len(examples) / config.batch_size) * config.n_epochs
+    if result.stopped:
+        return Outcome(callbacks.stop_reason, result.steps, total_steps, result.trained_tokens,
+                       resume_prefix=callbacks.resume_prefix)  # fmt: skip
+    adapter_prefix = spec.storage_prefix + "adapter/"
+    with tempfile.TemporaryDirectory(prefix="ftserve-adapter-") as tmp:
+        model.save_pretrained(Path(tmp))
+        write_marker(Path(tmp), {**info, "step": result.steps})
+        upload_dir(storage, Path(tmp), adapter_prefix, last="ftserve.json")
+    return Outcome(None, result.steps, total_steps, result.trained_tokens, adapter_prefix=adapter_prefix,
+                   results_csv=results_csv(callbacks.history))  # fmt: skip
