@@ -79,6 +79,20 @@ def check_example(example: Any, line: int, param: str = "file") -> str:
     raise _fail(line, "missing_messages", "no 'messages' key (chat format: {\"messages\": [...]})", param)
 
 
+def parse_line(raw: bytes, line: int, param: str = "file") -> Any:
+    """One JSONL line as a JSON value, or None for a blank line."""
+    if not raw.strip():
+        return None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _fail(line, "invalid_encoding", "not valid UTF-8", param) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise _fail(line, "invalid_json", f"not valid JSON ({exc.msg} at column {exc.colno})", param) from None
+
+
 class JsonlChecker:
     """Feeds byte chunks, checks each complete line as it arrives; `close()` returns the example count."""
 
@@ -110,18 +124,9 @@ class JsonlChecker:
 
     def _check_line(self, raw: bytes) -> None:
         self._line += 1
-        if not raw.strip():
+        example = parse_line(raw, self._line, self.param)
+        if example is None:
             return
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise _fail(self._line, "invalid_encoding", "not valid UTF-8", self.param) from None
-        try:
-            example = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise _fail(
-                self._line, "invalid_json", f"not valid JSON ({exc.msg} at column {exc.colno})", self.param
-            ) from None
         kind = check_example(example, self._line, self.param)
         self.first_line.setdefault(kind, self._line)
         self.examples += 1

@@ -143,22 +143,61 @@ def create_key(env: dict[str, str], org: str) -> str:
     return out.stdout.strip().splitlines()[-1]
 
 
-@pytest.fixture(
-    scope="session",
-    name="server",
-    params=["sqlite-local", "sqlite-s3", "postgres-local", "postgres-s3"],
-)
-def fx_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    database, storage_kind = request.param.split("-")
-    data_dir = tmp_path_factory.mktemp(request.param)
-    port = free_port()
+@dataclass
+class Stack:
+    """The environment of one deployment under test, and the processes a test started in it."""
+
+    env: dict[str, str]
+    storage: ObjectStorage
+    data_dir: Path
+    label: str
+    procs: list[subprocess.Popen[bytes]]
+
+    def start_api(self, *args: str) -> Server:
+        port = int(self.env["FTSERVE_PORT"])
+        log = (self.data_dir / f"server-{len(self.procs)}.log").open("wb")
+        proc = subprocess.Popen([str(BIN / "ftserve"), "up", *args], env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        self.procs.append(proc)
+        wait_for_http(f"http://127.0.0.1:{port}/health", proc=proc)
+        return Server(
+            base_url=f"http://127.0.0.1:{port}/v1",
+            key=self.env["TEST_KEY"],
+            other_key=self.env["TEST_OTHER_KEY"],
+            storage=self.storage,
+            env=self.env,
+            label=self.label,
+        )
+
+    def start_worker(self) -> subprocess.Popen[bytes]:
+        log = (self.data_dir / f"worker-{len(self.procs)}.log").open("wb")
+        proc = subprocess.Popen([str(BIN / "ftserve"), "worker"], env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        self.procs.append(proc)
+        return proc
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+        for proc in reversed(self.procs):
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def make_stack(request: pytest.FixtureRequest, label: str, data_dir: Path, **env_overrides: str) -> Stack:
+    """Settings for `label` (`sqlite-local`, `postgres-s3`…), with a fresh database and two keys."""
+    database, storage_kind = label.split("-")
     env = {
         **os.environ,
         **S3_CREDENTIALS,
         "FTSERVE_DATA_DIR": str(data_dir),
         "FTSERVE_MAX_FILE_BYTES": str(TEST_MAX_FILE_BYTES),
         "FTSERVE_MAX_PART_BYTES": str(TEST_MAX_PART_BYTES),
-        "FTSERVE_PORT": str(port),
+        "FTSERVE_PORT": str(free_port()),
+        "FTSERVE_RECONCILE_INTERVAL_S": "0.5",
+        "FTSERVE_TRAINER_THREADS": "1",
+        **env_overrides,
     }
     for name in ("DATABASE_URL", "STORAGE_URL", "REDIS_URL", "FTSERVE_S3_ENDPOINT_URL"):
         env.pop(name, None)
@@ -167,30 +206,27 @@ def fx_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
     if storage_kind == "s3":
         endpoint = request.getfixturevalue("seaweedfs")
         env["FTSERVE_S3_ENDPOINT_URL"] = endpoint
-        env["STORAGE_URL"] = f"s3://ftserve-test/{request.param}-{uuid.uuid4().hex[:8]}"
+        env["STORAGE_URL"] = f"s3://ftserve-test/{label}-{uuid.uuid4().hex[:8]}"
         storage = open_storage(env["STORAGE_URL"], endpoint_url=endpoint)
     else:
         storage = open_storage((data_dir / "objects").as_uri())
-    key = create_key(env, "acme")
-    other_key = create_key(env, "globex")
-    log = (data_dir / "server.log").open("wb")
-    proc = subprocess.Popen([str(BIN / "ftserve"), "up"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    env["TEST_KEY"] = create_key(env, "acme")
+    env["TEST_OTHER_KEY"] = create_key(env, "globex")
+    return Stack(env=env, storage=storage, data_dir=data_dir, label=label, procs=[])
+
+
+@pytest.fixture(
+    scope="session",
+    name="server",
+    params=["sqlite-local", "sqlite-s3", "postgres-local", "postgres-s3"],
+)
+def fx_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """`ftserve up` as a user runs it: API, one trainer worker, a private Redis."""
+    stack = make_stack(request, request.param, tmp_path_factory.mktemp(request.param))
     try:
-        wait_for_http(f"http://127.0.0.1:{port}/health", proc=proc)
-        yield Server(
-            base_url=f"http://127.0.0.1:{port}/v1",
-            key=key,
-            other_key=other_key,
-            storage=storage,
-            env=env,
-            label=request.param,
-        )
+        yield stack.start_api()
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stack.stop()
 
 
 @pytest.fixture(name="client")

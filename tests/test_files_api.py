@@ -90,39 +90,6 @@ def test_expires_after_sets_expires_at(client: openai.OpenAI) -> None:
     assert caught.value.body["param"] == "expires_after.seconds"
 
 
-@pytest.mark.parametrize(
-    ("content", "code", "line"),
-    [
-        (b'{"messages": [}\n', "invalid_json", 1),
-        (b'{"prompt": "x"}\n', "missing_messages", 1),
-        (chat_jsonl(2) + b'{"messages": [{"role": "wizard", "content": "x"}]}\n', "invalid_role", 3),
-        (chat_jsonl(1) + b'{"messages": [{"role": "user", "content": "hi"}]}\n', "missing_assistant_message", 2),
-        (
-            b'{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a", "weight": 2}]}\n',
-            "invalid_weight",
-            1,
-        ),
-        (b'{"messages": [{"role": "user"}, {"role": "assistant", "content": "a"}]}\n', "missing_content", 1),
-        (b"[1, 2]\n", "invalid_example", 1),
-        (b"\xff\xfe\n", "invalid_encoding", 1),
-        (b"\n\n", "empty_file", None),
-    ],
-)
-def test_fine_tune_file_is_checked_at_upload(
-    server: Server, client: openai.OpenAI, content: bytes, code: str, line: int | None
-) -> None:
-    before = server.storage.list_keys("files/")
-    with pytest.raises(openai.BadRequestError) as caught:
-        client.files.create(file=("bad.jsonl", content), purpose="fine-tune")
-    error = caught.value.body
-    assert error["code"] == code
-    assert error["type"] == "invalid_request_error"
-    assert error["param"] == "file"
-    if line is not None:
-        assert f"line {line}:" in error["message"]
-    assert server.storage.list_keys("files/") == before
-
-
 def test_chat_tool_calls_and_preference_lines_are_accepted(client: openai.OpenAI) -> None:
     tool_line = {
         "messages": [

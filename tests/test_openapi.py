@@ -25,6 +25,14 @@ OPERATIONS = [
     ("post", "/uploads/{upload_id}/parts"),
     ("post", "/uploads/{upload_id}/complete"),
     ("post", "/uploads/{upload_id}/cancel"),
+    ("post", "/fine_tuning/jobs"),
+    ("get", "/fine_tuning/jobs"),
+    ("get", "/fine_tuning/jobs/{fine_tuning_job_id}"),
+    ("post", "/fine_tuning/jobs/{fine_tuning_job_id}/cancel"),
+    ("post", "/fine_tuning/jobs/{fine_tuning_job_id}/pause"),
+    ("post", "/fine_tuning/jobs/{fine_tuning_job_id}/resume"),
+    ("get", "/fine_tuning/jobs/{fine_tuning_job_id}/events"),
+    ("get", "/fine_tuning/jobs/{fine_tuning_job_id}/checkpoints"),
 ]
 
 

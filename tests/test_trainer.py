@@ -10,11 +10,12 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
+from tests import lm
+from tests.support import QA
 from trainer.data import IGNORE_INDEX, tokenize_chat
 from trainer.sft import SFTConfig, StopRequest, load_lora_model, train
 from trainer.tiny_model import build_tiny_chat, ensure_tiny_chat
 
-QA = [(f"What is the code of item {i}?", f"Item {i} has code {chr(65 + i)}{i * 7 % 10}.") for i in range(20)]
 MEMORISE = {"n_epochs": 30, "batch_size": 2, "learning_rate": 5e-3}
 
 
@@ -63,21 +64,7 @@ def qa_examples(tokenizer: Any) -> list[Any]:
 
 
 def greedy_answers(model: Any, tokenizer: Any) -> list[str]:
-    model.eval()
-    answers = []
-    for question, _ in QA:
-        prompt = tokenizer.apply_chat_template(
-            [{"role": "user", "content": question}], add_generation_prompt=True, return_tensors="pt", return_dict=True
-        )
-        out = model.generate(
-            **prompt,
-            max_new_tokens=20,
-            do_sample=False,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-        )
-        answers.append(tokenizer.decode(out[0][prompt["input_ids"].shape[1] :], skip_special_tokens=True).strip())
-    return answers
+    return lm.greedy_answers(model, tokenizer, [q for q, _ in QA])
 
 
 def lora_weights(model: Any) -> dict[str, torch.Tensor]:

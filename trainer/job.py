@@ -7,8 +7,6 @@ its worker), saves epoch checkpoints and the final adapter, and reports through 
 
 from __future__ import annotations
 
-import io
-import json
 import logging
 import math
 import tempfile
@@ -20,7 +18,7 @@ from typing import Any, Literal, Protocol
 import torch
 
 from service.catalog import BaseModel
-from service.datasets import check_example
+from service.datasets import check_example, parse_line
 from service.errors import InvalidFileError
 from service.settings import Settings
 from service.storage import ObjectStorage
@@ -94,17 +92,17 @@ def base_model_path(base: BaseModel, settings: Settings) -> Path:
 def read_examples(storage: ObjectStorage, key: str, param: str) -> list[dict[str, Any]]:
     """Every example of a stored JSONL file, each checked again (the file may predate a rule)."""
     examples: list[dict[str, Any]] = []
-    text = io.TextIOWrapper(io.BytesIO(b"".join(storage.read_chunks(key))), encoding="utf-8")
-    for line_number, line in enumerate(text, start=1):
-        if not line.strip():
-            continue
-        try:
-            example = json.loads(line)
-            check_example(example, line_number, param)
-        except (InvalidFileError, json.JSONDecodeError) as exc:
-            code = getattr(exc, "code", None) or "invalid_json"
-            raise JobFailure(code, getattr(exc, "message", f"Invalid file format: line {line_number}"), param) from exc
-        examples.append(example)
+    data = b"".join(storage.read_chunks(key))
+    try:
+        for line_number, raw in enumerate(data.split(b"\n"), start=1):
+            example = parse_line(raw, line_number, param)
+            if example is not None:
+                check_example(example, line_number, param)
+                examples.append(example)
+    except InvalidFileError as exc:
+        raise JobFailure(exc.code or "invalid_file", exc.message, param) from exc
+    if not examples:
+        raise JobFailure("empty_file", "Invalid file format: the file has no examples", param)
     return examples
 
 
@@ -130,7 +128,7 @@ class _Callbacks:
         if self.start_step is None:
             self.start_step = step - 1
         every = max(1, math.ceil(total_steps / MAX_METRIC_EVENTS))
-        if step % every and step != total_steps and "valid_loss" not in metrics:
+        if step % every and step not in (1, total_steps) and "valid_loss" not in metrics:
             return
         done = step - self.start_step
         rate = (time.monotonic() - self.started) / max(done, 1)

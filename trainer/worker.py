@@ -157,7 +157,8 @@ async def _claim_and_train(ctx: dict[str, Any], job_id: str) -> None:
     job = await claim(ctx["sessionmaker"], job_id, lease)
     if job is None:
         return
-    beat = asyncio.create_task(heartbeat(ctx["sessionmaker"], lease, max(1.0, settings.lease_s / 3)))
+    # Each beat also reads cancel/pause requests, so it runs every second whatever the lease length.
+    beat = asyncio.create_task(heartbeat(ctx["sessionmaker"], lease, min(1.0, settings.lease_s / 3)))
     try:
         async with ctx["sessionmaker"]() as session:
             spec = await _spec(session, job, settings)

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, FromQuery, JSONBody, Parameter, QueryParameter
+from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
 
 from service.api.fine_tuning.schemas import (
     CreateJobRequest,
@@ -47,7 +47,7 @@ class FineTuningJobController(Controller):
         self,
         data: JSONBody[CreateJobRequest],
         job_service: NamedDependency[JobService],
-        idempotency_key: Annotated[str | None, Parameter(header="Idempotency-Key", max_length=256)] = None,
+        idempotency_key: Annotated[str | None, HeaderParameter(name="Idempotency-Key", max_length=256)] = None,
     ) -> FineTuningJobObject:
         return FineTuningJobObject.from_row(await job_service.create(data, idempotency_key))
 
