@@ -125,12 +125,14 @@ class _Callbacks:
 
     def on_metrics(self, step: int, total_steps: int, metrics: dict[str, float]) -> None:
         self.history.append({"step": step, **metrics})
-        if self.start_step is None:
+        first = self.start_step is None
+        if first:
             self.start_step = step - 1
+        # At most ~100 metric events per job: the first step of each run, every n-th, scored ones, the last.
         every = max(1, math.ceil(total_steps / MAX_METRIC_EVENTS))
-        if step % every and step not in (1, total_steps) and "valid_loss" not in metrics:
+        if step % every and not first and step != total_steps and "valid_loss" not in metrics:
             return
-        done = step - self.start_step
+        done = step - (self.start_step or 0)
         rate = (time.monotonic() - self.started) / max(done, 1)
         self.reporter.progress(step, total_steps, metrics, int(time.time() + rate * (total_steps - step)))
 

@@ -122,6 +122,7 @@ class JobService:
         except IntegrityError:
             # Two requests with one Idempotency-Key raced: the other one won; answer with its job.
             await self.session.rollback()
+            await self.session.refresh(self.organization)  # the rollback expired it
             existing = await self._by_idempotency_key(idempotency_key) if idempotency_key else None
             if existing is None:
                 raise
@@ -160,21 +161,22 @@ class JobService:
 
     async def _transition(self, job: FineTuningJob, allowed: set[str], values: dict[str, Any], event: str) -> None:
         """Move the job if it is still in an allowed state (checked in the UPDATE itself)."""
+        job_id = job.id
         result = await self.session.execute(
             update(FineTuningJob)
-            .where(FineTuningJob.id == job.id, FineTuningJob.status.in_(allowed))
+            .where(FineTuningJob.id == job_id, FineTuningJob.status.in_(allowed))
             .values(**values)
             .execution_options(synchronize_session=False)
         )
         if result.rowcount != 1:  # type: ignore[attr-defined]
-            await self.session.rollback()
-            current = await self.get(job.id)
+            # Nothing changed, so no rollback (it would expire the organisation loaded for this request).
+            current = await self.get(job_id)
             raise ConflictError(
-                f"Job {job.id} is {current.status}; this action needs it to be {' or '.join(sorted(allowed))}.",
+                f"Job {job_id} is {current.status}; this action needs it to be {' or '.join(sorted(allowed))}.",
                 param="fine_tuning_job_id",
                 code="invalid_job_state",
             )
-        add_event(self.session, job.id, event)
+        add_event(self.session, job_id, event)
         await self.session.commit()
         await self.session.refresh(job)
 
