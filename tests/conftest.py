@@ -197,10 +197,10 @@ def make_stack(request: pytest.FixtureRequest, label: str, data_dir: Path, **env
         "FTSERVE_PORT": str(free_port()),
         "FTSERVE_RECONCILE_INTERVAL_S": "0.5",
         "FTSERVE_TRAINER_THREADS": "1",
-        **env_overrides,
     }
     for name in ("DATABASE_URL", "STORAGE_URL", "REDIS_URL", "FTSERVE_S3_ENDPOINT_URL"):
         env.pop(name, None)
+    env.update(env_overrides)
     if database == "postgres":
         env["DATABASE_URL"] = request.getfixturevalue("new_postgres_database")()
     if storage_kind == "s3":
