@@ -25,7 +25,8 @@ def test_api_process_imports_no_ml_stack() -> None:
 def test_light_core_imports_no_web_framework() -> None:
     code = (
         "import sys; import service.settings, service.db, service.db.models, service.storage, service.keys, "
-        "service.datasets, service.errors, service.ids, service.sweeper, service.catalog; "
+        "service.datasets, service.errors, service.ids, service.sweeper, service.catalog, service.fine_tuning, "
+        "service.queue, service.validation, service.reconciler, service.embedded, trainer.worker, trainer.job; "
         "loaded = [m for m in ('litestar', 'uvicorn', 'service.api') if m in sys.modules]; "
         "print(loaded); sys.exit(1 if loaded else 0)"
     )
