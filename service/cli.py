@@ -1,7 +1,8 @@
 """The `ftserve` command: run the service, manage keys, print the OpenAPI document.
 
-    ftserve up [--host H] [--port P] [--data-dir DIR] [--workers N]
+    ftserve up [--host H] [--port P] [--data-dir DIR] [--workers N] [--no-inference]
     ftserve worker
+    ftserve inference --base-model NAME [--host H] [--port P]
     ftserve keys create --org NAME [--data-dir DIR]
     ftserve db upgrade [--data-dir DIR]
     ftserve models list | add NAME --source S [--alias A]… [--data-dir DIR]
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import functools
 import json
 import logging
 import os
@@ -39,39 +39,55 @@ def cmd_up(args: argparse.Namespace) -> int:
     import uvicorn
 
     from service.api.app import create_app
+    from service.catalog import load_catalog
     from service.db import upgrade_database
-    from service.embedded import start_private_redis, start_workers, stop_all
+    from service.embedded import Supervisor, start_inference, start_private_redis, start_workers
 
     settings = _settings(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    say = functools.partial(print, file=sys.stderr, flush=True)
-    say(f"ftserve: data in {settings.resolved_data_dir()}")
-    say(f"ftserve: database {settings.resolved_database_url().split('@')[-1]}")
-    say(f"ftserve: storage {settings.resolved_storage_url()}")
+
+    def say(message: str) -> None:
+        print(f"ftserve: {message}", file=sys.stderr, flush=True)
+
+    say(f"data in {settings.resolved_data_dir()}")
+    say(f"database {settings.resolved_database_url().split('@')[-1]}")
+    say(f"storage {settings.resolved_storage_url()}")
     upgrade_database(settings)
-    children = []
+    supervisor = Supervisor(say)
     try:
         if not settings.redis_url:
-            redis, url = start_private_redis(settings.resolved_data_dir() / "redis")
-            children.append(redis)
+            url = start_private_redis(supervisor, settings.resolved_data_dir() / "redis")
             settings = settings.model_copy(update={"redis_url": url})
-            say(f"ftserve: private Redis on {url}")
+            say(f"private Redis on {url}")
         else:
-            say(f"ftserve: Redis {settings.redis_url.split('@')[-1]}")
-        workers = start_workers(args.workers, settings)
-        children[:0] = workers  # stopped first, so they can checkpoint while Redis still answers
-        say(f"ftserve: {len(workers)} trainer worker(s)")
-        say(f"ftserve: API on http://{settings.host}:{settings.port}/v1")
+            say(f"Redis {settings.redis_url.split('@')[-1]}")
+        if not args.no_inference:
+            serve = [m.name for m in load_catalog(settings).models if m.serve and m.name not in settings.inference_urls]
+            started = start_inference(supervisor, serve, settings)
+            settings = settings.model_copy(update={"inference_urls": {**settings.inference_urls, **started}})
+            for name, url in started.items():
+                say(f"inference server for {name} starting on {url} (ready in about a minute on a CPU)")
+        start_workers(supervisor, args.workers, settings)
+        say(f"{args.workers} trainer worker(s)")
+        supervisor.run()
+        say(f"API on http://{settings.host}:{settings.port}/v1")
         uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info", access_log=False)
     finally:
-        stop_all(children)
+        say("stopping")
+        supervisor.stop()
     return 0
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
     # A separate interpreter image: the API process never imports torch.
     os.execv(sys.executable, [sys.executable, "-m", "trainer.worker"])  # noqa: S606
+    return 0  # not reached
+
+
+def cmd_inference(args: argparse.Namespace) -> int:
+    argv = ["--base-model", args.base_model, "--host", args.host, "--port", str(args.port)]
+    os.execv(sys.executable, [sys.executable, "-m", "inference.server", *argv])  # noqa: S606
     return 0  # not reached
 
 
@@ -163,10 +179,17 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--host", help="interface to listen on (FTSERVE_HOST, default 127.0.0.1)")
     up.add_argument("--port", type=int, help="port to listen on (FTSERVE_PORT, default 8000)")
     up.add_argument("--workers", type=int, default=1, help="trainer workers to run beside the API (default 1)")
+    up.add_argument("--no-inference", action="store_true", help="start no inference servers")
     up.set_defaults(func=cmd_up)
 
     worker = sub.add_parser("worker", help="run a trainer worker (needs REDIS_URL and the trainer extra)")
     worker.set_defaults(func=cmd_worker)
+
+    inference = sub.add_parser("inference", help="run the vLLM server of one base model (the inference extra)")
+    inference.add_argument("--base-model", required=True, help="catalogue name of the base model")
+    inference.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+    inference.add_argument("--port", type=int, default=8100, help="port to listen on (default 8100)")
+    inference.set_defaults(func=cmd_inference)
 
     keys = sub.add_parser("keys", help="manage API keys").add_subparsers(dest="keys_command", required=True)
     create = with_data_dir(keys.add_parser("create", help="create a key; the key is the last line printed"))

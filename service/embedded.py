@@ -1,8 +1,11 @@
-"""The processes `ftserve up` runs beside the API on one machine: a private Redis and trainer workers.
+"""The processes `ftserve up` runs beside the API on one machine, and keeps running.
 
-Workers are child processes (`python -m trainer.worker`), so the API process never imports torch.
-The private Redis keeps nothing on disk: the database is the truth and the reconciler re-enqueues
-whatever a restarted Redis forgot.
+- a private Redis when `REDIS_URL` is unset (it keeps nothing on disk: the database is the
+  truth, and the reconciler re-enqueues whatever a restarted Redis forgot);
+- trainer workers (`python -m trainer.worker`), so the API process never imports torch;
+- one inference server per catalogue model marked `serve` (`python -m inference.server`).
+
+A child that exits while the service runs is started again, on the same port.
 """
 
 from __future__ import annotations
@@ -14,13 +17,19 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from service.settings import Settings
 
+Say = Callable[[str], None]
 
-def _free_port() -> int:
+
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -39,48 +48,153 @@ def redis_server_binary() -> str:
     return found
 
 
-def start_private_redis(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """A Redis on a free localhost port, for this `ftserve up` only; returns it and its URL."""
+def _die_with_parent() -> None:
+    """In the child, before exec: on Linux, get SIGTERM if `ftserve up` itself dies (even by SIGKILL)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+@dataclass
+class Child:
+    """A supervised child process: its command, and how to tell it is ready."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log: Path
+    ready_url: str | None = None
+    proc: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    ready: threading.Event = field(default_factory=threading.Event)
+
+    def start(self) -> None:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        self.ready.clear()
+        # Its own session: a Ctrl-C reaches `ftserve up` alone, which then stops children in order.
+        self.proc = subprocess.Popen(
+            self.argv,
+            env=self.env,
+            stdout=self.log.open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+
+    def is_ready(self) -> bool:
+        if self.ready_url is None:
+            return self.proc is not None and self.proc.poll() is None
+        try:
+            with urllib.request.urlopen(self.ready_url, timeout=1):  # noqa: S310 (a localhost URL we built)
+                return True
+        except OSError:
+            return False
+
+
+class Supervisor:
+    """Starts children, reports when each is ready, restarts those that exit, stops them all."""
+
+    def __init__(self, say: Say) -> None:
+        self.say = say
+        self.children: list[Child] = []
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="ftserve-supervisor", daemon=True)
+
+    def add(self, child: Child) -> Child:
+        child.start()
+        self.children.append(child)
+        return child
+
+    def run(self) -> None:
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(0.5):
+            for child in list(self.children):
+                if self._stopping.is_set() or child.proc is None:
+                    continue
+                code = child.proc.poll()
+                if code is not None:
+                    child.restarts += 1
+                    self.say(f"{child.name} exited with {code}; starting it again (log: {child.log})")
+                    child.start()
+                elif not child.ready.is_set() and child.is_ready():
+                    child.ready.set()
+                    if child.ready_url:
+                        self.say(f"{child.name} is ready")
+
+    def stop(self, timeout_s: float = 60.0) -> None:
+        """SIGTERM in reverse start order (workers checkpoint their job first), then wait; kill stragglers."""
+        self._stopping.set()
+        procs = [c.proc for c in reversed(self.children) if c.proc is not None]
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        for proc in procs:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def child_env(settings: Settings) -> dict[str, str]:
+    env = {**os.environ, "FTSERVE_DATA_DIR": str(settings.resolved_data_dir())}
+    if settings.redis_url:
+        env["REDIS_URL"] = settings.redis_url
+    return env
+
+
+def start_private_redis(supervisor: Supervisor, data_dir: Path) -> str:
+    """A Redis on a free localhost port for this `ftserve up` only; returns its URL once it answers."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
-    proc = subprocess.Popen(
-        [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(data_dir), "--protected-mode", "yes"],
-        stdout=(data_dir / "redis.log").open("ab"),
-        stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    port = free_port()
+    child = supervisor.add(Child(
+        name="private Redis",
+        argv=[redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
+              "no", "--dir", str(data_dir)],
+        env=dict(os.environ),
+        log=data_dir / "redis.log",
+    ))  # fmt: skip
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the private Redis exited with {proc.returncode}; see {data_dir / 'redis.log'}")
+        if child.proc is not None and child.proc.poll() is not None:
+            raise RuntimeError(f"the private Redis exited; see {child.log}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5) as conn:
                 conn.sendall(b"PING\r\n")
                 if conn.recv(16).startswith(b"+PONG"):
-                    return proc, f"redis://127.0.0.1:{port}/0"
+                    return f"redis://127.0.0.1:{port}/0"
         except OSError:
             time.sleep(0.1)
-    proc.kill()
     raise RuntimeError("the private Redis did not start within 20 s")
 
 
-def start_workers(count: int, settings: Settings) -> list[subprocess.Popen[bytes]]:
-    """`count` trainer workers with this process's settings."""
-    env = {**os.environ, "FTSERVE_DATA_DIR": str(settings.resolved_data_dir())}
-    if settings.redis_url:
-        env["REDIS_URL"] = settings.redis_url
-    return [subprocess.Popen([sys.executable, "-m", "trainer.worker"], env=env) for _ in range(count)]
+def start_workers(supervisor: Supervisor, count: int, settings: Settings) -> None:
+    for index in range(count):
+        supervisor.add(Child(
+            name=f"trainer worker {index + 1}",
+            argv=[sys.executable, "-m", "trainer.worker"],
+            env=child_env(settings),
+            log=settings.resolved_data_dir() / "logs" / f"worker-{index + 1}.log",
+        ))  # fmt: skip
 
 
-def stop_all(procs: list[subprocess.Popen[bytes]], timeout_s: float = 30.0) -> None:
-    """SIGTERM each (workers checkpoint their job first), then wait; kill what outlives the timeout."""
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + timeout_s
-    for proc in procs:
-        try:
-            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+def start_inference(supervisor: Supervisor, base_models: list[str], settings: Settings) -> dict[str, str]:
+    """An inference server per base model on a free port; returns base name → URL."""
+    urls = {}
+    for name in base_models:
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        supervisor.add(Child(
+            name=f"inference server for {name}",
+            argv=[sys.executable, "-m", "inference.server", "--base-model", name, "--port", str(port)],
+            env=child_env(settings),
+            log=settings.resolved_data_dir() / "logs" / f"inference-{name}.log",
+            ready_url=f"{url}/health",
+        ))  # fmt: skip
+        urls[name] = url
+    return urls

@@ -92,6 +92,31 @@ class Settings(BaseSettings):
     lora_target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     """Linear layers that get adapters (JSON list in the environment)."""
 
+    inference_urls: dict[str, str] = {}
+    """Base model name → its inference server's URL (JSON in the environment). `ftserve up` fills
+    it for the servers it starts."""
+
+    inference_max_lora_rank: int = 32
+    """Largest LoRA rank an inference server accepts (adapters of higher rank fail to load)."""
+
+    inference_max_loras: int = 4
+    """Adapters one batch may mix (vLLM's `max_loras`: memory on the device)."""
+
+    inference_max_cpu_loras: int = 32
+    """Adapters an inference server keeps loaded in host memory (vLLM's `max_cpu_loras`)."""
+
+    inference_cpu_kv_cache_gib: int = 1
+    """KV cache of a CPU inference server, in GiB (vLLM's `VLLM_CPU_KVCACHE_SPACE`)."""
+
+    inference_extra_args: list[str] = []
+    """More `vllm serve` arguments, appended last (JSON list)."""
+
+    adapter_cache_dir: Path | None = None
+    """Where an inference server keeps adapters fetched from storage. Unset: `data_dir/adapter-cache`."""
+
+    adapter_cache_bytes: int = 20 * 1024 * MB
+    """Disk the adapter cache may use; least recently used adapters leave first."""
+
     trainer_threads: int | None = None
     """CPU threads torch may use in a trainer; unset: torch's default."""
 
@@ -109,6 +134,9 @@ class Settings(BaseSettings):
             if url.startswith(plain):
                 return driver + url[len(plain) :]
         return url
+
+    def resolved_adapter_cache_dir(self) -> Path:
+        return self.adapter_cache_dir or self.resolved_data_dir() / "adapter-cache"
 
     def resolved_storage_url(self) -> str:
         return self.storage_url or (self.resolved_data_dir() / "objects").as_uri()

@@ -221,10 +221,11 @@ def make_stack(request: pytest.FixtureRequest, label: str, data_dir: Path, **env
     params=["sqlite-local", "sqlite-s3", "postgres-local", "postgres-s3"],
 )
 def fx_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """`ftserve up` as a user runs it: API, one trainer worker, a private Redis."""
+    """`ftserve up` as a user runs it (API, one trainer worker, a private Redis), without inference
+    servers: those are tested once, in `test_inference.py`, as vLLM needs a minute to start."""
     stack = make_stack(request, request.param, tmp_path_factory.mktemp(request.param))
     try:
-        yield stack.start_api()
+        yield stack.start_api("--no-inference")
     finally:
         stack.stop()
 

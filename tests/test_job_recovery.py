@@ -35,7 +35,7 @@ def fx_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
 
 @pytest.fixture(scope="module", name="api")
 def fx_api(stack: Stack) -> Server:
-    return stack.start_api("--workers", "0")
+    return stack.start_api("--workers", "0", "--no-inference")
 
 
 @pytest.fixture(name="client")

@@ -36,7 +36,7 @@ def test_a_job_teaches_the_adapter_its_answers(server: Server, client: openai.Op
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from trainer.artifacts import base_fingerprint
+    from service.adapters import base_fingerprint
 
     training = client.files.create(file=("qa.jsonl", qa_jsonl()), purpose="fine-tune")
     job = client.fine_tuning.jobs.create(

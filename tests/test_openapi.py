@@ -33,7 +33,12 @@ OPERATIONS = [
     ("post", "/fine_tuning/jobs/{fine_tuning_job_id}/resume"),
     ("get", "/fine_tuning/jobs/{fine_tuning_job_id}/events"),
     ("get", "/fine_tuning/jobs/{fine_tuning_job_id}/checkpoints"),
+    ("get", "/models"),
+    ("get", "/models/{model}"),
+    ("delete", "/models/{model}"),
 ]
+PASSED_THROUGH = [("post", "/chat/completions"), ("post", "/completions")]
+"""Forwarded to vLLM as they come: only the operation is checked, not the body's schema."""
 
 
 def generated() -> dict[str, Any]:
@@ -98,6 +103,13 @@ def test_operation_matches_openai(ours: dict[str, Any], reference: dict[str, Any
             ours_request = ours_op["requestBody"]["content"][media]["schema"]
             missing = required_of(reference, content["schema"]) - set(resolve(ours, ours_request)["properties"])
             assert not missing, f"request of {method.upper()} {path} does not accept {missing}"
+
+
+@pytest.mark.parametrize(("method", "path"), PASSED_THROUGH)
+def test_passed_through_operation_exists(
+    ours: dict[str, Any], reference: dict[str, Any], method: str, path: str
+) -> None:
+    assert ours["paths"]["/v1" + path][method]["operationId"] == reference["paths"][path][method]["operationId"]
 
 
 def test_every_error_is_documented_as_the_envelope(ours: dict[str, Any]) -> None:

@@ -12,14 +12,12 @@ finds the marker finds the whole directory.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
+from service.adapters import ADAPTER_MARKER
 from service.storage import ObjectStorage
-
-ADAPTER_MARKER = "ftserve.json"
 
 
 def upload_dir(storage: ObjectStorage, local: Path, prefix: str, *, last: str | None = None) -> None:
@@ -39,31 +37,6 @@ def download_dir(storage: ObjectStorage, prefix: str, local: Path) -> Path:
             for chunk in storage.read_chunks(key):
                 out.write(chunk)
     return local
-
-
-def _digest(paths: list[Path], extra: str = "") -> str:
-    sha = hashlib.sha256(extra.encode())
-    for path in sorted(paths):
-        if path.exists():
-            sha.update(path.name.encode())
-            sha.update(path.read_bytes())
-    return sha.hexdigest()
-
-
-def base_fingerprint(base_path: Path) -> dict[str, str]:
-    """Hashes that tell whether an adapter fits a server's base model and tokenizer.
-
-    `base` covers the architecture config and the sizes of the weight files (hashing gigabytes
-    of weights at every job would cost minutes); `tokenizer` covers the vocabulary, the special
-    tokens and the chat template, which decide what the adapter was trained to read.
-    """
-    weights = sorted(p for p in base_path.glob("*.safetensors")) + sorted(base_path.glob("*.bin"))
-    sizes = ",".join(f"{p.name}:{p.stat().st_size}" for p in weights)
-    tokenizer_files = [base_path / n for n in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja")]
-    return {
-        "base": _digest([base_path / "config.json"], sizes),
-        "tokenizer": _digest(tokenizer_files),
-    }
 
 
 def write_marker(adapter_dir: Path, info: dict[str, Any]) -> None:

@@ -17,12 +17,13 @@ from typing import Any, Literal, Protocol
 
 import torch
 
+from service.adapters import base_fingerprint
 from service.catalog import BaseModel
 from service.datasets import check_example, parse_line
 from service.errors import InvalidFileError
 from service.settings import Settings
 from service.storage import ObjectStorage
-from trainer.artifacts import base_fingerprint, download_dir, results_csv, upload_dir, write_marker
+from trainer.artifacts import download_dir, results_csv, upload_dir, write_marker
 from trainer.data import TokenizedExample, tokenize_chat
 from trainer.sft import LoraSettings, SFTConfig, StopRequest, load_lora_model, train
 

@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 from arq.connections import ArqRedis
 from arq.worker import Worker, func
 from litestar import Litestar, get
@@ -25,6 +26,8 @@ from service.api.files.controllers import FileController
 from service.api.files.services import FileService
 from service.api.fine_tuning.controllers import FineTuningJobController
 from service.api.fine_tuning.services import JobService
+from service.api.inference.controllers import CompletionController
+from service.api.models.controllers import ModelController
 from service.api.uploads.controllers import UploadController
 from service.api.uploads.services import UploadService
 from service.catalog import load_catalog
@@ -115,6 +118,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
         app.state.storage = storage
         app.state.sessionmaker = sessionmaker
         app.state.queue = queue
+        # One pooled client for the inference servers; generation can take minutes.
+        app.state.http = httpx.AsyncClient(
+            timeout=httpx.Timeout(600.0, connect=5.0), limits=httpx.Limits(max_connections=1000)
+        )
         validator = validator_worker(
             settings, {"sessionmaker": sessionmaker, "storage": storage, "redis": queue}, queue
         )
@@ -132,6 +139,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await validator.close()
+            await app.state.http.aclose()
             await engine.dispose()
 
     dependencies: dict[str, Any] = {
@@ -143,7 +151,14 @@ def create_app(settings: Settings | None = None) -> Litestar:
         "job_service": Provide(provide_job_service, sync_to_thread=False),
     }
     return Litestar(
-        route_handlers=[FileController, UploadController, FineTuningJobController, health],
+        route_handlers=[
+            FileController,
+            UploadController,
+            FineTuningJobController,
+            ModelController,
+            CompletionController,
+            health,
+        ],
         dependencies=dependencies,
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],

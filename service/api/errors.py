@@ -16,6 +16,7 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from service.errors import FtserveError
 
 log = logging.getLogger("ftserve.api")
+RETRY_AFTER_S = "5"
 
 _TYPES = {
     401: "authentication_error",
@@ -31,6 +32,8 @@ def _envelope(
     headers = {}
     if status == 409:
         headers["x-should-retry"] = "false"
+    if status == 503:
+        headers["retry-after"] = RETRY_AFTER_S  # the SDKs honour it (up to 60 s)
     return Response(
         {"error": {"message": message, "type": type_, "param": param, "code": code}},
         status_code=status,

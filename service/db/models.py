@@ -110,7 +110,7 @@ class FineTuningJob(Base):
     requested_action: Mapped[str | None] = mapped_column(String(16), default=None)
     """`cancel` or `pause`, set by the API and honoured by the worker between steps."""
     error: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
-    fine_tuned_model: Mapped[str | None] = mapped_column(String(512), default=None)
+    fine_tuned_model: Mapped[str | None] = mapped_column(String(512), default=None, index=True)
     trained_tokens: Mapped[int | None] = mapped_column(BigInteger, default=None)
     result_files: Mapped[list[str]] = mapped_column(JSON, default=list)
     created_at: Mapped[int] = mapped_column(BigInteger)
@@ -124,6 +124,8 @@ class FineTuningJob(Base):
     lease_expires_at: Mapped[int | None] = mapped_column(BigInteger, default=None)
     """The holder renews this while it trains; once it passes, the reconciler requeues the job."""
     started_at: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    model_deleted_at: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    """When `DELETE /v1/models/{fine_tuned_model}` removed the tuned model (its checkpoints stay)."""
 
 
 class FineTuningJobEvent(Base):

@@ -1,0 +1,102 @@
+"""A local disk cache of adapters fetched from object storage, bounded by size, least recently used out.
+
+An adapter is fetched into a temporary directory beside the cache and renamed into place only
+when complete (its `ftserve.json` marker is uploaded last, and must be there), so a reader
+never sees half an adapter. One lock per adapter, held across processes with `flock`, makes
+concurrent requests for the same adapter download it once.
+
+    >>> cache = AdapterCache(storage, Path("/var/cache/ftserve/adapters"), max_bytes=10 * 2**30)
+    >>> cache.fetch("jobs/org-1/ftjob-1/adapter/")  # doctest: +SKIP
+    PosixPath('/var/cache/ftserve/adapters/3f2a…')
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from service.storage import ObjectStorage
+
+MARKER = "ftserve.json"
+
+
+def _size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+class AdapterCache:
+    def __init__(self, storage: ObjectStorage, root: Path, *, max_bytes: int) -> None:
+        self.storage = storage
+        self.root = root
+        self.max_bytes = max_bytes
+        self.downloads = 0
+        """How many adapters this process fetched from storage (cache misses)."""
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+        root.mkdir(parents=True, exist_ok=True)
+
+    def path_for(self, prefix: str) -> Path:
+        return self.root / hashlib.sha256(prefix.encode()).hexdigest()[:32]
+
+    @contextlib.contextmanager
+    def _locked(self, key: str) -> Iterator[None]:
+        with self._guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock, (self.root / f".{key}.lock").open("w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)  # other processes sharing the cache directory
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def fetch(self, prefix: str) -> Path | None:
+        """The adapter stored under `prefix` as a local directory, or None when storage has no
+        complete adapter there."""
+        target = self.path_for(prefix)
+        with self._locked(target.name):
+            if (target / MARKER).exists():
+                os.utime(target)  # most recently used
+                return target
+            staging = Path(tempfile.mkdtemp(prefix=".fetch-", dir=self.root))
+            try:
+                keys = self.storage.list_keys(prefix)
+                if prefix + MARKER not in keys:
+                    return None
+                for key in keys:
+                    local = staging / key[len(prefix) :]
+                    local.parent.mkdir(parents=True, exist_ok=True)
+                    with local.open("wb") as out:
+                        for chunk in self.storage.read_chunks(key):
+                            out.write(chunk)
+                if target.exists():
+                    shutil.rmtree(target)
+                os.replace(staging, target)
+                self.downloads += 1
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+        self.evict(keep=target)
+        return target
+
+    def evict(self, keep: Path | None = None) -> list[Path]:
+        """Remove least recently used adapters until the cache fits `max_bytes`; returns what went."""
+        entries = [p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+        sizes = {p: _size(p) for p in entries}
+        total = sum(sizes.values())
+        removed = []
+        for path in sorted(entries, key=lambda p: p.stat().st_mtime):
+            if total <= self.max_bytes:
+                break
+            if path == keep:
+                continue
+            with self._locked(path.name):
+                shutil.rmtree(path, ignore_errors=True)
+            total -= sizes[path]
+            removed.append(path)
+        return removed

@@ -1,0 +1,85 @@
+"""One inference server: vLLM's OpenAI-compatible server for one catalogue base model, LoRA on.
+
+    python -m inference.server --base-model tiny-chat [--host H] [--port P]   (`ftserve inference`)
+
+Adapters are not listed up front: the `ftserve` vLLM plugin resolves them from object storage
+the first time a request names one (`inference.resolver`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import os
+import sys
+from pathlib import Path
+
+from service.catalog import BaseModel, load_catalog
+from service.settings import Settings
+
+
+def vllm_arguments(base: BaseModel, path: Path, settings: Settings, host: str, port: int) -> list[str]:
+    """`vllm serve` arguments for `base`; `settings.inference_extra_args` are appended last."""
+    return [
+        "serve", str(path),
+        "--served-model-name", base.name,
+        "--host", host, "--port", str(port),
+        "--enable-lora",
+        "--max-lora-rank", str(settings.inference_max_lora_rank),
+        "--max-loras", str(settings.inference_max_loras),
+        "--max-cpu-loras", str(settings.inference_max_cpu_loras),
+        # The built-in model is trained and checked in float32; real models use their own dtype.
+        "--dtype", "float32" if base.is_builtin else "auto",
+        "--disable-uvicorn-access-log",
+        *settings.inference_extra_args,
+    ]  # fmt: skip
+
+
+def _environment(settings: Settings) -> None:
+    os.environ["VLLM_PLUGINS"] = "ftserve"  # only ours: no other resolver answers for our names
+    os.environ["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = "true"  # resolvers are consulted only then
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(settings.inference_cpu_kv_cache_gib))
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def _vllm_version_for_cpu_build() -> None:
+    """vLLM's CLI asks for the version of the `vllm` distribution; the CPU build is `vllm-cpu`,
+    and vLLM infers the CPU platform from a `+cpu` version."""
+    lookup = importlib.metadata.version
+    try:
+        lookup("vllm")
+        return
+    except importlib.metadata.PackageNotFoundError:
+        cpu_version = lookup("vllm-cpu") + "+cpu"
+
+    def version(name: str) -> str:
+        return cpu_version if name == "vllm" else lookup(name)
+
+    importlib.metadata.version = version
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ftserve inference")
+    parser.add_argument("--base-model", required=True, help="catalogue name of the base model to serve")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8100)
+    args = parser.parse_args(argv)
+    settings = Settings()
+    base = load_catalog(settings).resolve(args.base_model)
+    if base is None:
+        print(f"ftserve inference: unknown base model {args.base_model!r}", file=sys.stderr)
+        return 2
+    from trainer.job import base_model_path
+
+    path = base_model_path(base, settings)
+    _environment(settings)
+    _vllm_version_for_cpu_build()
+    sys.argv = ["vllm", *vllm_arguments(base, path, settings, args.host, args.port)]
+    from vllm.entrypoints.cli.main import main as vllm_main
+
+    vllm_main()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""Forwarding a completion request to the inference server of the model's base model.
+
+The gateway authenticates and authorises, renames the model to what the server knows (the
+base model's name, or the adapter's storage prefix for its LoRA resolver), forwards the body
+untouched otherwise, and renames the model back in the answer, chunk by chunk when streamed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+from litestar import Response
+from litestar.response import Stream
+
+from service.errors import FtserveError, InvalidRequestError, ServiceUnavailableError
+from service.served_models import ServedModel
+
+
+def server_name(served: ServedModel) -> str:
+    """What the inference server calls the model: its base name, or the adapter's storage prefix."""
+    return served.adapter or served.base.name
+
+
+class UpstreamError(FtserveError):
+    """An error answer of the inference server, passed on with its status."""
+
+    def __init__(self, status: int, body: Any) -> None:
+        error = body.get("error") if isinstance(body, dict) else None
+        if not isinstance(error, dict):  # older servers: {"object": "error", "message": …}
+            error = body if isinstance(body, dict) else {"message": str(body)}
+        super().__init__(str(error.get("message") or "The inference server refused the request."),
+                         param=error.get("param"), code=error.get("code"))  # fmt: skip
+        self.status = status
+        self.type = str(error.get("type") or ("invalid_request_error" if status < 500 else "server_error"))
+
+
+def unavailable(base: str) -> ServiceUnavailableError:
+    return ServiceUnavailableError(
+        f"The inference server for base model `{base}` is not reachable; retry shortly.", code="model_unavailable"
+    )
+
+
+def _rename(payload: dict[str, Any], client_model: str) -> dict[str, Any]:
+    if "model" in payload:
+        payload["model"] = client_model
+    return payload
+
+
+async def forward(
+    http: httpx.AsyncClient, base_url: str, path: str, body: dict[str, Any], served: ServedModel
+) -> Response[Any] | Stream:
+    """POST `body` to the server and answer as OpenAI would, streamed when `stream` is true."""
+    upstream = {**body, "model": server_name(served)}
+    request = http.build_request("POST", base_url.rstrip("/") + path, json=upstream)
+    try:
+        response = await http.send(request, stream=True)
+    except httpx.HTTPError:
+        raise unavailable(served.base.name) from None
+    if response.status_code >= 400:
+        raw = await response.aread()
+        await response.aclose()
+        if response.status_code in (502, 503, 504):
+            raise unavailable(served.base.name)
+        try:
+            parsed = json.loads(raw)
+        except ValueError:
+            parsed = {"message": raw.decode(errors="replace")[:500]}
+        if response.status_code == 404:
+            # The server did not find the adapter (deleted meanwhile, or its bytes are gone).
+            raise InvalidRequestError(f"The model `{served.id}` cannot be loaded.", param="model",
+                                      code="model_not_found")  # fmt: skip
+        raise UpstreamError(response.status_code, parsed)
+    if not body.get("stream"):
+        try:
+            payload = json.loads(await response.aread())
+        finally:
+            await response.aclose()
+        return Response(_rename(payload, served.id), media_type="application/json")
+    return Stream(
+        _relay_events(response, served),
+        media_type="text/event-stream",
+        headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
+    )
+
+
+async def _relay_events(response: httpx.Response, served: ServedModel) -> AsyncIterator[bytes]:
+    """Server-sent events as they arrive, model renamed; a failure mid-stream becomes an `error` event."""
+    try:
+        async for line in response.aiter_lines():
+            if not line.startswith("data:"):
+                continue
+            data = line[len("data:") :].strip()
+            if data == "[DONE]":
+                yield b"data: [DONE]\n\n"
+                return
+            try:
+                chunk = json.loads(data)
+            except ValueError:
+                continue
+            if isinstance(chunk, dict):
+                chunk = _rename(chunk, served.id)
+            yield b"data: " + json.dumps(chunk, separators=(",", ":")).encode() + b"\n\n"
+    except httpx.HTTPError:
+        error = {"message": "The inference server stopped in the middle of the answer.", "type": "server_error",
+                 "param": None, "code": "stream_interrupted"}  # fmt: skip
+        yield b"data: " + json.dumps({"error": error}).encode() + b"\n\n"
+    finally:
+        await response.aclose()

@@ -1,0 +1,79 @@
+"""HTTP handlers of `/v1/models`."""
+
+from __future__ import annotations
+
+import asyncio
+
+from litestar import Controller, delete, get
+from litestar.datastructures import State
+from litestar.di import NamedDependency
+from litestar.params import FromPath
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.api.models.schemas import ModelDeleted, ModelList, ModelObject
+from service.api.openapi_docs import ERROR_RESPONSES
+from service.catalog import load_catalog
+from service.db.models import FineTuningJob, Organization
+from service.errors import InvalidRequestError, NotFoundError
+from service.ids import now_s
+from service.served_models import ServedModel, list_models, resolve_model
+
+
+def model_not_found(model: str) -> NotFoundError:
+    return NotFoundError(
+        f"The model `{model}` does not exist or you do not have access to it.", param="model", code="model_not_found"
+    )
+
+
+async def find_model(session: AsyncSession, state: State, organization: Organization, model: str) -> ServedModel:
+    served = await resolve_model(session, load_catalog(state.settings), organization, model)
+    if served is None:
+        raise model_not_found(model)
+    return served
+
+
+class ModelController(Controller):
+    path = "/v1/models"
+    tags = ["Models"]
+
+    @get(responses=ERROR_RESPONSES, operation_id="listModels", summary="List models")
+    async def list_models(
+        self, db_session: NamedDependency[AsyncSession], organization: NamedDependency[Organization], state: State
+    ) -> ModelList:
+        models = await list_models(db_session, load_catalog(state.settings), organization)
+        return ModelList(object="list", data=[ModelObject.from_served(m) for m in models])
+
+    @get("/{model:str}", responses=ERROR_RESPONSES, operation_id="retrieveModel", summary="Retrieve a model")
+    async def retrieve_model(
+        self,
+        model: FromPath[str],
+        db_session: NamedDependency[AsyncSession],
+        organization: NamedDependency[Organization],
+        state: State,
+    ) -> ModelObject:
+        return ModelObject.from_served(await find_model(db_session, state, organization, model))
+
+    @delete("/{model:str}", responses=ERROR_RESPONSES, operation_id="deleteModel",
+            summary="Delete a fine-tuned model", status_code=200)  # fmt: skip
+    async def delete_model(
+        self,
+        model: FromPath[str],
+        db_session: NamedDependency[AsyncSession],
+        organization: NamedDependency[Organization],
+        state: State,
+    ) -> ModelDeleted:
+        """The tuned model stops being served at once; its adapter's bytes go after the row."""
+        served = await find_model(db_session, state, organization, model)
+        if served.adapter is None or served.job_id is None or ":ckpt-step-" in served.id:
+            raise InvalidRequestError(
+                f"Only fine-tuned models can be deleted; `{model}` is not one.",
+                param="model",
+                code="model_not_deletable",
+            )
+        await db_session.execute(
+            update(FineTuningJob).where(FineTuningJob.id == served.job_id).values(model_deleted_at=now_s())
+        )
+        await db_session.commit()
+        await asyncio.to_thread(state.storage.delete_prefix, served.adapter)
+        return ModelDeleted(id=model, object="model", deleted=True)

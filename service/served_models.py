@@ -1,0 +1,130 @@
+"""Which models an organisation may call, and where each one's weights are.
+
+A model id is one of:
+- a catalogue base model or alias (`tiny-chat`), served by its base model's inference server;
+- a fine-tuned model (`ft:{base}:{org}:{suffix}:{job}`) of a succeeded, undeleted job of the
+  caller's organisation: the job's adapter;
+- a checkpoint (`ft:…:ckpt-step-N`) of one of the organisation's jobs: that epoch's adapter.
+
+The adapter is named to the inference server by its storage prefix, which the server's LoRA
+resolver downloads (see `inference.resolver`); the client's id never reaches vLLM.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.catalog import BaseModel, Catalog
+from service.db.models import FineTuningJob, FineTuningJobCheckpoint, Organization
+from service.fine_tuning import job_storage_prefix
+
+SYSTEM_OWNER = "system"
+"""`owned_by` of catalogue base models."""
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    id: str
+    """The id as the client names it."""
+    base: BaseModel
+    """The catalogue base model whose inference server serves it."""
+    adapter: str | None
+    """Storage prefix of the PEFT adapter; None for the base model itself."""
+    created: int
+    owned_by: str
+    job_id: str | None = None
+
+
+def _job_model(job: FineTuningJob, base: BaseModel, organization: Organization) -> ServedModel:
+    return ServedModel(
+        id=job.fine_tuned_model or "",
+        base=base,
+        adapter=job_storage_prefix(job) + "adapter/",
+        created=job.finished_at or job.created_at,
+        owned_by=organization.name,
+        job_id=job.id,
+    )
+
+
+def _checkpoint_model(checkpoint: FineTuningJobCheckpoint, base: BaseModel, organization: Organization) -> ServedModel:
+    return ServedModel(
+        id=checkpoint.fine_tuned_model_checkpoint,
+        base=base,
+        adapter=checkpoint.storage_prefix + "adapter/",
+        created=checkpoint.created_at,
+        owned_by=organization.name,
+        job_id=checkpoint.job_id,
+    )
+
+
+def _base_model(model: BaseModel, name: str) -> ServedModel:
+    return ServedModel(id=name, base=model, adapter=None, created=0, owned_by=SYSTEM_OWNER)
+
+
+async def resolve_model(
+    session: AsyncSession, catalog: Catalog, organization: Organization, model_id: str
+) -> ServedModel | None:
+    """The model the organisation may call under `model_id`, or None (unknown, foreign or deleted)."""
+    if not model_id.startswith("ft:"):
+        base = catalog.resolve(model_id)
+        return _base_model(base, model_id) if base else None
+    job = await session.scalar(
+        select(FineTuningJob).where(
+            FineTuningJob.fine_tuned_model == model_id,
+            FineTuningJob.organization_id == organization.id,
+            FineTuningJob.status == "succeeded",
+            FineTuningJob.model_deleted_at.is_(None),
+        )
+    )
+    if job is not None:
+        base = catalog.resolve(job.base_model)
+        return _job_model(job, base, organization) if base else None
+    row = (
+        await session.execute(
+            select(FineTuningJobCheckpoint, FineTuningJob)
+            .join(FineTuningJob, FineTuningJob.id == FineTuningJobCheckpoint.job_id)
+            .where(
+                FineTuningJobCheckpoint.fine_tuned_model_checkpoint == model_id,
+                FineTuningJob.organization_id == organization.id,
+            )
+        )
+    ).first()
+    if row is None:
+        return None
+    checkpoint, job = row
+    base = catalog.resolve(job.base_model)
+    return _checkpoint_model(checkpoint, base, organization) if base else None
+
+
+async def list_models(session: AsyncSession, catalog: Catalog, organization: Organization) -> list[ServedModel]:
+    """Catalogue base models, then the organisation's fine-tuned models and checkpoints, newest first."""
+    models = [_base_model(m, m.name) for m in catalog.models]
+    jobs = list(
+        await session.scalars(
+            select(FineTuningJob)
+            .where(
+                FineTuningJob.organization_id == organization.id,
+                FineTuningJob.status == "succeeded",
+                FineTuningJob.model_deleted_at.is_(None),
+            )
+            .order_by(FineTuningJob.seq.desc())
+        )
+    )
+    for job in jobs:
+        base = catalog.resolve(job.base_model)
+        if base:
+            models.append(_job_model(job, base, organization))
+    rows = await session.execute(
+        select(FineTuningJobCheckpoint, FineTuningJob)
+        .join(FineTuningJob, FineTuningJob.id == FineTuningJobCheckpoint.job_id)
+        .where(FineTuningJob.organization_id == organization.id)
+        .order_by(FineTuningJobCheckpoint.seq.desc())
+    )
+    for checkpoint, job in rows:
+        base = catalog.resolve(job.base_model)
+        if base:
+            models.append(_checkpoint_model(checkpoint, base, organization))
+    return models

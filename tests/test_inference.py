@@ -1,0 +1,219 @@
+"""Serving tuned models: `ftserve up` with its vLLM server, driven by the official SDKs.
+
+One stack for the module (vLLM takes tens of seconds to start on a CPU): SQLite, local storage,
+a private Redis, one trainer worker and the inference server for `tiny-chat`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import Server, Stack, make_stack
+from tests.support import QA, qa_jsonl, wait_for_job
+
+MEMORISE = {"n_epochs": 30, "batch_size": 2}
+OTHER_QA = [(q, f"Not {a}") for q, a in QA]
+"""The same questions with different answers: a second adapter that must not be confused with the first."""
+ROOT = Path(__file__).resolve().parent.parent
+NODE_DIR = ROOT / "tests" / "node"
+
+
+@pytest.fixture(scope="module", name="stack")
+def fx_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    stack = make_stack(request, "sqlite-local", tmp_path_factory.mktemp("inference"))
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture(scope="module", name="api")
+def fx_api(stack: Stack) -> Server:
+    server = stack.start_api()
+    inference_ready(server)
+    return server
+
+
+def inference_ready(server: Server, timeout_s: float = 300) -> None:
+    """Wait until the gateway reaches the inference server (it starts beside the API)."""
+    client = server.client()
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            client.chat.completions.create(model="tiny-chat", messages=[{"role": "user", "content": "hi"}],
+                                           max_tokens=1)  # fmt: skip
+            return
+        except openai.InternalServerError as exc:
+            if exc.status_code != 503 or time.monotonic() > deadline:
+                raise
+
+
+@pytest.fixture(name="client")
+def fx_client(api: Server) -> openai.OpenAI:
+    return api.client()
+
+
+def train(client: openai.OpenAI, pairs: list[tuple[str, str]], suffix: str) -> str:
+    training = client.files.create(file=("qa.jsonl", qa_jsonl(pairs)), purpose="fine-tune")
+    job = client.fine_tuning.jobs.create(
+        model="tiny-chat", training_file=training.id, suffix=suffix, seed=3,
+        method={"type": "supervised", "supervised": {"hyperparameters": MEMORISE}},
+    )  # fmt: skip
+    job = wait_for_job(client, job.id)
+    assert job.status == "succeeded", job.error
+    assert job.fine_tuned_model
+    return job.fine_tuned_model
+
+
+@pytest.fixture(scope="module", name="tuned")
+def fx_tuned(api: Server) -> str:
+    return train(api.client(), QA, "qa")
+
+
+def answer(client: openai.OpenAI, model: str, question: str) -> str:
+    reply = client.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": question}], temperature=0, max_tokens=20
+    )
+    assert reply.model == model
+    return (reply.choices[0].message.content or "").strip()
+
+
+def streamed_answer(client: openai.OpenAI, model: str, question: str) -> tuple[str, object]:
+    stream = client.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": question}], temperature=0, max_tokens=20,
+        stream=True, stream_options={"include_usage": True},
+    )  # fmt: skip
+    text, usage = "", None
+    for chunk in stream:
+        assert chunk.model == model
+        if chunk.usage is not None:
+            usage = chunk.usage
+            assert chunk.choices == []
+        for choice in chunk.choices:
+            text += choice.delta.content or ""
+    return text.strip(), usage
+
+
+def test_the_tuned_model_answers_as_trained(client: openai.OpenAI, tuned: str) -> None:
+    expected = [a for _, a in QA]
+    assert [answer(client, tuned, q) for q, _ in QA] == expected
+    text, usage = streamed_answer(client, tuned, QA[0][0])
+    assert text == QA[0][1]
+    assert usage is not None and usage.completion_tokens > 0
+    base = [answer(client, "tiny-chat", q) for q, _ in QA]
+    assert sum(b == a for b, a in zip(base, expected, strict=True)) == 0
+
+
+def test_checkpoints_answer_too(client: openai.OpenAI, tuned: str) -> None:
+    job_id = tuned.rsplit(":", 1)[1]
+    checkpoints = client.fine_tuning.jobs.checkpoints.list(job_id).data
+    final = next(c for c in checkpoints if c.step_number == 300)
+    assert answer(client, final.fine_tuned_model_checkpoint, QA[1][0]) == QA[1][1]
+    earlier = next(c for c in checkpoints if c.step_number < 300)
+    assert answer(client, earlier.fine_tuned_model_checkpoint, QA[1][0])  # servable, whatever it learnt by then
+
+
+def test_models_are_listed_per_organisation(api: Server, client: openai.OpenAI, tuned: str) -> None:
+    listed = {m.id: m for m in client.models.list()}
+    assert listed["tiny-chat"].owned_by == "system"
+    assert listed[tuned].owned_by == "acme" and listed[tuned].created > 0
+    assert f"{tuned}:ckpt-step-300" in listed
+    assert client.models.retrieve(tuned).id == tuned
+
+    other = api.client(api.other_key)
+    assert tuned not in {m.id for m in other.models.list()}
+    with pytest.raises(openai.NotFoundError) as caught:
+        other.models.retrieve(tuned)
+    assert caught.value.body["code"] == "model_not_found"
+    with pytest.raises(openai.NotFoundError) as caught:
+        other.chat.completions.create(model=tuned, messages=[{"role": "user", "content": QA[0][0]}])
+    assert caught.value.body["code"] == "model_not_found"
+    assert caught.value.body["param"] == "model"
+
+
+def test_two_adapters_and_the_base_at_once_each_answer_their_own(client: openai.OpenAI, tuned: str) -> None:
+    other = train(client, OTHER_QA, "other")
+    calls = [(m, i) for i in range(len(QA)) for m in (tuned, other, "tiny-chat")]
+    with ThreadPoolExecutor(12) as pool:  # concurrent requests share vLLM batches
+        replies = list(pool.map(lambda call: answer(client, call[0], QA[call[1]][0]), calls))
+    for (model, index), reply in zip(calls, replies, strict=True):
+        if model == tuned:
+            assert reply == QA[index][1]
+        elif model == other:
+            assert reply == OTHER_QA[index][1]
+        else:
+            assert reply not in (QA[index][1], OTHER_QA[index][1])
+
+
+def test_completions_and_bad_requests(api: Server, client: openai.OpenAI, tuned: str) -> None:
+    text = client.completions.create(model=tuned, prompt="<|im_start|>user\n", max_tokens=5, temperature=0)
+    assert text.model == tuned and text.choices[0].text is not None
+    body = {"model": tuned, "prompt": "Item", "max_tokens": 4, "stream": True}
+    headers = {"authorization": f"Bearer {api.key}"}
+    with httpx.stream("POST", f"{api.base_url}/completions", headers=headers, json=body) as response:
+        events = [line for line in response.iter_lines() if line.startswith("data:")]
+    assert events[-1] == "data: [DONE]"
+    assert all(json.loads(e[5:])["model"] == tuned for e in events[:-1])
+
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.chat.completions.create(
+            model="ft:tiny-chat:acme::ftjob-nope", messages=[{"role": "user", "content": "x"}]
+        )
+    assert caught.value.body["code"] == "model_not_found"
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model=tuned, messages="not a list")  # type: ignore[arg-type]
+    assert caught.value.body["param"] == "messages"
+    with pytest.raises(openai.BadRequestError) as caught:  # vLLM's own check comes back in the envelope
+        client.chat.completions.create(model=tuned, messages=[{"role": "user", "content": "x"}], n=3, temperature=0)
+    assert caught.value.body["type"] and "n" in caught.value.body["message"]
+
+
+def test_the_node_sdk_runs_the_same_flow(api: Server) -> None:
+    node = shutil.which("node")
+    assert node, "node is needed for this test"
+    assert (NODE_DIR / "node_modules" / "openai").exists(), "run `npm ci --prefix tests/node` (CI does)"
+    env = {**os.environ, "BASE_URL": api.base_url, "API_KEY": api.key, "OTHER_KEY": api.other_key,
+           "TRAINING": qa_jsonl().decode(), "QA": json.dumps(QA)}  # fmt: skip
+    result = subprocess.run([node, str(NODE_DIR / "flow.mjs")], env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "node flow ok" in result.stdout
+
+
+def test_a_restarted_inference_server_serves_the_adapter_again(stack: Stack, api: Server, tuned: str) -> None:
+    client = api.client()
+    pids = subprocess.run(["pgrep", "-f", "inference.server --base-model tiny-chat"], capture_output=True, text=True)
+    mine = f"FTSERVE_DATA_DIR={stack.data_dir}".encode()
+    servers = [int(p) for p in pids.stdout.split() if mine in Path(f"/proc/{p}/environ").read_bytes()]
+    assert len(servers) == 1
+    os.killpg(servers[0], signal.SIGKILL)  # vLLM and its engine processes, as a crash would
+    with pytest.raises(openai.InternalServerError) as caught:
+        client.chat.completions.create(model=tuned, messages=[{"role": "user", "content": QA[2][0]}])
+    assert caught.value.status_code == 503
+    assert caught.value.response.headers["retry-after"] == "5"
+    inference_ready(api)  # `ftserve up` starts it again
+    assert answer(client, tuned, QA[2][0]) == QA[2][1]
+
+
+def test_a_deleted_model_is_gone(client: openai.OpenAI, tuned: str) -> None:
+    deleted = client.models.delete(tuned)
+    assert deleted.deleted is True and deleted.id == tuned
+    with pytest.raises(openai.NotFoundError):
+        answer(client, tuned, QA[0][0])
+    assert tuned not in {m.id for m in client.models.list()}
+    with pytest.raises(openai.NotFoundError):
+        client.models.delete(tuned)
+    with pytest.raises(openai.BadRequestError):
+        client.models.delete("tiny-chat")
+    assert answer(client, f"{tuned}:ckpt-step-300", QA[0][0]) == QA[0][1]  # its checkpoints stay
