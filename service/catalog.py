@@ -74,10 +74,28 @@ def catalog_path(settings: Settings) -> Path:
     return settings.models_file or settings.resolved_data_dir() / "models.json"
 
 
+_loaded: dict[Path, tuple[tuple[int, int, int], Catalog]] = {}
+
+
 def load_catalog(settings: Settings) -> Catalog:
-    """The built-ins, with the file's entries added or replacing those of the same name."""
-    models = {m.name: m for m in BUILTIN}
+    """The built-ins, with the file's entries added or replacing those of the same name.
+
+    Read again only when the file changes, so that calling this on every request costs a `stat`.
+    """
     path = catalog_path(settings)
+    # The file is replaced, never edited in place (`save_entry`), so a new inode means new content.
+    info = path.stat() if path.exists() else None
+    stamp = (info.st_ino, info.st_mtime_ns, info.st_size) if info else (-1, -1, -1)
+    cached = _loaded.get(path)
+    if cached and cached[0] == stamp:
+        return cached[1]
+    catalog = _read_catalog(path)
+    _loaded[path] = (stamp, catalog)
+    return catalog
+
+
+def _read_catalog(path: Path) -> Catalog:
+    models = {m.name: m for m in BUILTIN}
     if path.exists():
         for raw in json.loads(path.read_text()).get("models", []):
             entry = BaseModel(**{**raw, "aliases": tuple(raw.get("aliases", ()))})

@@ -12,8 +12,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db.models import Organization
 from service.errors import AuthenticationError
-from service.keys import authenticate
+from service.keys import authenticate, hash_key
 from service.storage import ObjectStorage
+from service.ttl_cache import TtlCache
+
+KNOWN_KEYS = TtlCache[str, Organization](ttl_s=10)
+"""Key hash → organisation, so that most requests skip the key lookup. A revoked key keeps
+working in a process for at most this long."""
 
 
 async def provide_db_session(state: State) -> AsyncGenerator[AsyncSession, None]:
@@ -37,9 +42,15 @@ async def provide_organization(
             "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
             code="missing_api_key",
         )
+    digest = hash_key(key.strip())
+    organization = KNOWN_KEYS.get(digest)
+    if organization is not None:
+        return organization
     organization = await authenticate(db_session, key.strip())
-    if organization is None:
-        shown = key.strip()
-        shown = f"{shown[:6]}***{shown[-4:]}" if len(shown) > 10 else "***"
-        raise AuthenticationError(f"Incorrect API key provided: {shown}.", code="invalid_api_key")
-    return organization
+    if organization is not None:
+        db_session.expunge(organization)  # a plain object from here on, shared between requests
+        KNOWN_KEYS.put(digest, organization)
+        return organization
+    shown = key.strip()
+    shown = f"{shown[:6]}***{shown[-4:]}" if len(shown) > 10 else "***"
+    raise AuthenticationError(f"Incorrect API key provided: {shown}.", code="invalid_api_key")

@@ -9,8 +9,9 @@ a temporary directory, trains four small adapters, then measures in one run:
    fetched from storage and loaded on that first request);
 2. decode throughput of the vLLM server with the base model alone and with 1, 2 and 4 adapters
    mixed in the same batches (16 concurrent streams, every completion `--tokens` long);
-3. latency of short requests through the gateway and straight to the vLLM server, p50 and p99,
-   sequentially, and the gateway's share at p50.
+3. latency through the gateway and straight to the vLLM server, p50 and p99, of sequential
+   requests for 4-token answers (where a fixed overhead weighs most) and 64-token answers, with
+   the gateway's share at p50.
 """
 
 from __future__ import annotations
@@ -104,12 +105,12 @@ def throughput(direct: openai.OpenAI, models: list[str], requests: int, tokens: 
     return total / (time.monotonic() - start)
 
 
-def latencies(client: openai.OpenAI, model: str, n: int) -> list[float]:
+def latencies(client: openai.OpenAI, model: str, n: int, tokens: int) -> list[float]:
     out = []
     for i in range(n):
         start = time.perf_counter()
         client.chat.completions.create(model=model, messages=[{"role": "user", "content": QA[i % len(QA)][0]}],
-                                       max_tokens=4, temperature=0)  # fmt: skip
+                                       max_tokens=tokens, temperature=0, extra_body={"ignore_eos": True})  # fmt: skip
         out.append(time.perf_counter() - start)
     return out
 
@@ -123,6 +124,7 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=64, help="requests per throughput run")
     parser.add_argument("--tokens", type=int, default=64, help="completion tokens per throughput request")
     parser.add_argument("--latency-requests", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=3, help="throughput rounds per mix (median reported)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ftserve-bench-") as tmp:
         proc, base_url, key, vllm_url = start_stack(Path(tmp))
@@ -136,27 +138,40 @@ def main() -> int:
             adapters = [f"jobs/{j.organization_id}/{j.id}/adapter/" for j in done]
             print(f"adapter cold start, succeeded -> first token: median {statistics.median(colds):.3f} s "
                   f"(each: {', '.join(f'{c:.3f}' for c in colds)})")  # fmt: skip
-            throughput(direct, ["tiny-chat", *adapters], 16, 8)  # warm every adapter and the batcher
-            base_tps = throughput(direct, ["tiny-chat"], args.requests, args.tokens)
-            print(f"decode throughput, {CONCURRENCY} concurrent streams of {args.tokens} tokens:")
-            print(f"  base model only      {base_tps:8.1f} tokens/s")
-            for count in (1, 2, 4):
-                tps = throughput(direct, adapters[:count], args.requests, args.tokens)
-                print(f"  {count} adapter(s) mixed   {tps:8.1f} tokens/s  ({tps / base_tps:.2f}x the base)")
-            latencies(client, "tiny-chat", 10)
-            via_gateway = latencies(client, "tiny-chat", args.latency_requests)
-            straight = latencies(direct, "tiny-chat", args.latency_requests)
-            tuned_gateway = latencies(client, done[0].fine_tuned_model or "", args.latency_requests)
-            tuned_direct = latencies(direct, adapters[0], args.latency_requests)
-            print(f"latency of 4-token requests, {args.latency_requests} sequential (p50 / p99):")
-            for label, values in (("direct to vLLM, base", straight), ("through gateway, base", via_gateway),
-                                  ("direct to vLLM, adapter", tuned_direct),
-                                  ("through gateway, adapter", tuned_gateway)):  # fmt: skip
-                print(f"  {label:26s} {pct(values, 50) * 1000:7.1f} ms / {pct(values, 99) * 1000:7.1f} ms")
-            for label, gateway, vllm in (("base", via_gateway, straight), ("adapter", tuned_gateway, tuned_direct)):
-                added = pct(gateway, 50) - pct(vllm, 50)
-                print(f"gateway adds {added * 1000:.1f} ms at p50 with the {label} model "
-                      f"({added / pct(vllm, 50) * 100:.1f}% of the direct p50)")  # fmt: skip
+            configs = {"base model only": ["tiny-chat"]} | {f"{n} adapter(s) mixed": adapters[:n] for n in (1, 2, 4)}
+            for models in configs.values():  # warm each mix (adapter loads, batch shapes)
+                throughput(direct, models, CONCURRENCY, 8)
+            rounds: dict[str, list[float]] = {label: [] for label in configs}
+            for _ in range(args.rounds):  # interleaved, so drift on a shared machine hits every mix alike
+                for label, models in configs.items():
+                    rounds[label].append(throughput(direct, models, args.requests, args.tokens))
+            base_tps = statistics.median(rounds["base model only"])
+            print(f"decode throughput, {CONCURRENCY} concurrent streams of {args.tokens} tokens, "
+                  f"median of {args.rounds} rounds:")  # fmt: skip
+            for label, values in rounds.items():
+                tps = statistics.median(values)
+                print(f"  {label:20s} {tps:8.1f} tokens/s  ({tps / base_tps:.2f}x the base)")
+            tuned = done[0].fine_tuned_model or ""
+            for tokens in (4, 64):
+                latencies(client, "tiny-chat", 10, tokens)
+                measured = {
+                    "direct to vLLM, base": latencies(direct, "tiny-chat", args.latency_requests, tokens),
+                    "through gateway, base": latencies(client, "tiny-chat", args.latency_requests, tokens),
+                    "direct to vLLM, adapter": latencies(direct, adapters[0], args.latency_requests, tokens),
+                    "through gateway, adapter": latencies(client, tuned, args.latency_requests, tokens),
+                }
+                print(f"latency of {tokens}-token answers, {args.latency_requests} sequential requests (p50 / p99):")
+                for label, values in measured.items():
+                    print(f"  {label:26s} {pct(values, 50) * 1000:7.1f} ms / {pct(values, 99) * 1000:7.1f} ms")
+                for kind in ("base", "adapter"):
+                    gateway, vllm = measured[f"through gateway, {kind}"], measured[f"direct to vLLM, {kind}"]
+                    added = pct(gateway, 50) - pct(vllm, 50)
+                    print(f"  gateway adds {added * 1000:.1f} ms at p50 with the {kind} model "
+                          f"({added / pct(vllm, 50) * 100:.1f}% of the direct p50)")  # fmt: skip
+        except Exception:
+            for log in sorted(Path(tmp).rglob("*.log")):
+                print(f"--- {log.name}", *log.read_text(errors="replace").splitlines()[-15:], sep="\n")
+            raise
         finally:
             proc.send_signal(2)
             proc.wait(timeout=90)

@@ -122,7 +122,6 @@ class JobService:
         except IntegrityError:
             # Two requests with one Idempotency-Key raced: the other one won; answer with its job.
             await self.session.rollback()
-            await self.session.refresh(self.organization)  # the rollback expired it
             existing = await self._by_idempotency_key(idempotency_key) if idempotency_key else None
             if existing is None:
                 raise

@@ -18,6 +18,11 @@ from service.db.models import FineTuningJob, Organization
 from service.errors import InvalidRequestError, NotFoundError
 from service.ids import now_s
 from service.served_models import ServedModel, list_models, resolve_model
+from service.ttl_cache import TtlCache
+
+SERVED = TtlCache[tuple[str, str], ServedModel](ttl_s=2)
+"""(organisation, model id) → where it is served: most completion requests skip the lookup.
+A deletion here takes effect at once; one made in another API replica, within this TTL."""
 
 
 def model_not_found(model: str) -> NotFoundError:
@@ -27,9 +32,13 @@ def model_not_found(model: str) -> NotFoundError:
 
 
 async def find_model(session: AsyncSession, state: State, organization: Organization, model: str) -> ServedModel:
+    served = SERVED.get((organization.id, model))
+    if served is not None:
+        return served
     served = await resolve_model(session, load_catalog(state.settings), organization, model)
     if served is None:
         raise model_not_found(model)
+    SERVED.put((organization.id, model), served)
     return served
 
 
@@ -75,5 +84,6 @@ class ModelController(Controller):
             update(FineTuningJob).where(FineTuningJob.id == served.job_id).values(model_deleted_at=now_s())
         )
         await db_session.commit()
+        SERVED.discard((organization.id, model))
         await asyncio.to_thread(state.storage.delete_prefix, served.adapter)
         return ModelDeleted(id=model, object="model", deleted=True)
