@@ -31,6 +31,7 @@ def vllm_arguments(base: BaseModel, path: Path, settings: Settings, host: str, p
         # The built-in model is trained and checked in float32; real models use their own dtype.
         "--dtype", "float32" if base.is_builtin else "auto",
         "--disable-uvicorn-access-log",
+        *(["--enable-auto-tool-choice", "--tool-call-parser", base.tool_call_parser] if base.tool_call_parser else []),
         *settings.inference_extra_args,
     ]  # fmt: skip
 

@@ -46,6 +46,9 @@ class BaseModel:
     """Base learning rate; a job's `learning_rate_multiplier` scales it."""
     max_seq_len: int = 4096
     """Training examples longer than this many tokens are truncated."""
+    tool_call_parser: str | None = None
+    """vLLM's parser for the model's tool-call format (`hermes`, `llama3_json`, `mistral`…). Set,
+    requests with `tools` and `tool_choice: "auto"` get `tool_calls` back; unset, vLLM refuses them."""
 
     @property
     def is_builtin(self) -> bool:

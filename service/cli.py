@@ -145,6 +145,7 @@ def cmd_models_add(args: argparse.Namespace) -> int:
         serve=not args.no_serve,
         learning_rate=args.learning_rate,
         max_seq_len=args.max_seq_len,
+        tool_call_parser=args.tool_call_parser,
     )
     try:
         save_entry(_settings(args), entry)
@@ -210,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--no-serve", action="store_true", help="do not start an inference server for it")
     add.add_argument("--learning-rate", type=float, default=2e-4, help="base learning rate (default 2e-4)")
     add.add_argument("--max-seq-len", type=int, default=4096, help="training truncation length (default 4096)")
+    add.add_argument("--tool-call-parser", help="vLLM tool-call parser for the model (hermes, llama3_json, …)")
     add.set_defaults(func=cmd_models_add)
 
     openapi = sub.add_parser("openapi", help="print the service's OpenAPI document")

@@ -117,6 +117,9 @@ class Settings(BaseSettings):
     adapter_cache_bytes: int = 20 * 1024 * MB
     """Disk the adapter cache may use; least recently used adapters leave first."""
 
+    worker_health_port: int | None = None
+    """Port of a trainer worker's `GET /health` (for probes); unset: none."""
+
     trainer_threads: int | None = None
     """CPU threads torch may use in a trainer; unset: torch's default."""
 

@@ -168,9 +168,11 @@ class Stack:
             label=self.label,
         )
 
-    def start_worker(self) -> subprocess.Popen[bytes]:
+    def start_worker(self, **env: str) -> subprocess.Popen[bytes]:
         log = (self.data_dir / f"worker-{len(self.procs)}.log").open("wb")
-        proc = subprocess.Popen([str(BIN / "ftserve"), "worker"], env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [str(BIN / "ftserve"), "worker"], env={**self.env, **env}, stdout=log, stderr=subprocess.STDOUT
+        )
         self.procs.append(proc)
         return proc
 

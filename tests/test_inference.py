@@ -197,7 +197,16 @@ def test_a_restarted_inference_server_serves_the_adapter_again(stack: Stack, api
     mine = f"FTSERVE_DATA_DIR={stack.data_dir}".encode()
     servers = [int(p) for p in pids.stdout.split() if mine in Path(f"/proc/{p}/environ").read_bytes()]
     assert len(servers) == 1
+    stream = client.chat.completions.create(
+        model=tuned, messages=[{"role": "user", "content": QA[2][0]}], max_tokens=900, stream=True,
+        extra_body={"ignore_eos": True},
+    )  # fmt: skip
+    assert next(iter(stream)).model == tuned
     os.killpg(servers[0], signal.SIGKILL)  # vLLM and its engine processes, as a crash would
+    with pytest.raises(openai.APIError) as broken:  # the SDK raises on the stream's `error` event
+        for _ in stream:
+            pass
+    assert "stopped in the middle" in broken.value.message
     with pytest.raises(openai.InternalServerError) as caught:
         client.chat.completions.create(model=tuned, messages=[{"role": "user", "content": QA[2][0]}])
     assert caught.value.status_code == 503

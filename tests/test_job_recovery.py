@@ -10,12 +10,13 @@ import signal
 import subprocess
 from collections.abc import Iterator
 
+import httpx
 import openai
 import pytest
 import redis
 
 from tests.conftest import Server, Stack, make_stack
-from tests.support import all_events, chat_jsonl, wait_for_event, wait_for_job
+from tests.support import all_events, chat_jsonl, free_port, wait_for_event, wait_for_http, wait_for_job
 
 REDIS_DBS = {"sqlite-local": 5, "postgres-s3": 6}
 JOB = {"n_epochs": 10, "batch_size": 1}  # 100 examples: 1000 steps, a checkpoint every 100
@@ -102,7 +103,7 @@ def test_sigterm_checkpoints_the_job_for_the_next_worker(stack: Stack, client: o
     assert resumed_from(client, job_id) == [saved]  # not one step lost
 
 
-def test_jobs_survive_a_flushed_redis(stack: Stack, client: openai.OpenAI) -> None:
+def test_jobs_survive_a_flushed_redis(stack: Stack, api: Server, client: openai.OpenAI) -> None:
     for proc in stack.procs[1:]:
         if proc.poll() is None:
             stop(proc, signal.SIGTERM)
@@ -113,8 +114,20 @@ def test_jobs_survive_a_flushed_redis(stack: Stack, client: openai.OpenAI) -> No
     ]
     for job in jobs:
         wait_for_job(client, job.id, ("queued",))
+    depth = httpx.get(api.base_url.removesuffix("/v1") + "/health/queue").json()
+    assert depth == {"queued": 2, "running": 0, "wanted_trainers": 2}  # what the autoscaler reads
     redis.Redis.from_url(stack.env["REDIS_URL"]).flushdb()  # Redis restarted without persistence
 
-    stack.start_worker()
+    port = free_port()
+    stack.start_worker(FTSERVE_WORKER_HEALTH_PORT=str(port))
+    wait_for_http(f"http://127.0.0.1:{port}/health")
+    assert httpx.get(f"http://127.0.0.1:{port}/health").json()["status"] == "ok"
     for job in jobs:
         assert wait_for_job(client, job.id, timeout_s=120).status == "succeeded"
+    assert httpx.get(api.base_url.removesuffix("/v1") + "/health/queue").json()["wanted_trainers"] == 0
+
+
+def test_readiness_checks_the_database_and_redis(api: Server) -> None:
+    response = httpx.get(api.base_url.removesuffix("/v1") + "/health/ready")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "database": "ok", "redis": "ok"}

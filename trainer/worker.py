@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -20,7 +21,7 @@ import sys
 from typing import Any
 
 from arq.worker import Worker, func
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.catalog import load_catalog
@@ -212,9 +213,34 @@ def build_worker(settings: Settings) -> Worker:
     )
 
 
-async def _run(worker: Worker) -> None:
+async def _health(worker: Worker, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """`GET /health` on the worker's health port: 200 while the loop turns and the database answers."""
+    try:
+        await asyncio.wait_for(reader.readline(), timeout=5)
+        ctx = worker.ctx
+        status, body = 200, {"status": "ok", "busy": not ctx["idle"].is_set()}
+        if ctx["shutting_down"].is_set():
+            status, body = 503, {"status": "shutting_down"}
+        elif "sessionmaker" in ctx:
+            try:
+                async with ctx["sessionmaker"]() as session:
+                    await asyncio.wait_for(session.execute(text("SELECT 1")), timeout=5)
+            except Exception as exc:
+                status, body = 503, {"status": f"database unreachable: {type(exc).__name__}"}
+        payload = json.dumps(body).encode()
+        reason = "OK" if status == 200 else "Service Unavailable"
+        writer.write(f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
+                     f"content-length: {len(payload)}\r\nconnection: close\r\n\r\n".encode() + payload)  # fmt: skip
+        await writer.drain()
+    finally:
+        writer.close()
+
+
+async def _run(worker: Worker, health_port: int | None) -> None:
     """Run until SIGTERM/SIGINT, then let the running job checkpoint and requeue before exiting."""
     loop = asyncio.get_running_loop()
+    if health_port:
+        await asyncio.start_server(lambda r, w: _health(worker, r, w), "0.0.0.0", health_port)  # noqa: S104
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
@@ -238,7 +264,7 @@ def main() -> int:
         return 2
 
     async def run() -> None:
-        await _run(build_worker(settings))  # built inside the loop: arq binds to the running loop
+        await _run(build_worker(settings), settings.worker_health_port)  # built in the loop arq binds to
 
     asyncio.run(run())
     return 0

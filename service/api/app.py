@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+from arq import worker as arq_worker
 from arq.connections import ArqRedis
-from arq.worker import Worker, func
-from litestar import Litestar, get
+from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.openapi import OpenAPIConfig
@@ -26,6 +26,7 @@ from service.api.files.controllers import FileController
 from service.api.files.services import FileService
 from service.api.fine_tuning.controllers import FineTuningJobController
 from service.api.fine_tuning.services import JobService
+from service.api.health import health, queue_depth, ready
 from service.api.inference.controllers import CompletionController
 from service.api.models.controllers import ModelController
 from service.api.uploads.controllers import UploadController
@@ -78,15 +79,10 @@ def provide_job_service(
     return JobService(db_session, organization, load_catalog(state.settings), state.queue)
 
 
-@get("/health", include_in_schema=False)
-async def health() -> dict[str, str]:
-    return {"status": "ok"}
-
-
-def validator_worker(settings: Settings, ctx: dict[str, Any], redis: ArqRedis) -> Worker:
+def validator_worker(settings: Settings, ctx: dict[str, Any], redis: ArqRedis) -> arq_worker.Worker:
     """The in-process arq worker of the `validating_files` step (no torch needed)."""
-    return Worker(
-        functions=[func(validate_job, name=VALIDATE_FUNCTION, keep_result=0, max_tries=1000)],
+    return arq_worker.Worker(
+        functions=[arq_worker.func(validate_job, name=VALIDATE_FUNCTION, keep_result=0, max_tries=1000)],
         queue_name=VALIDATE_QUEUE,
         redis_pool=redis,
         ctx=ctx,
@@ -158,6 +154,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ModelController,
             CompletionController,
             health,
+            ready,
+            queue_depth,
         ],
         dependencies=dependencies,
         exception_handlers=EXCEPTION_HANDLERS,
