@@ -180,6 +180,27 @@ def test_completions_and_bad_requests(api: Server, client: openai.OpenAI, tuned:
     assert caught.value.body["type"] and "n" in caught.value.body["message"]
 
 
+def test_sampling_parameters_reach_vllm(client: openai.OpenAI, tuned: str) -> None:
+    ask = [{"role": "user", "content": QA[4][0]}]
+    short = client.chat.completions.create(model=tuned, messages=ask, temperature=0, max_completion_tokens=2)
+    assert short.usage is not None and short.usage.completion_tokens == 2
+    assert short.choices[0].finish_reason == "length"
+    stopped = client.chat.completions.create(model=tuned, messages=ask, temperature=0, stop=[" has"])
+    assert stopped.choices[0].message.content == QA[4][1].split(" has")[0]
+    assert stopped.choices[0].finish_reason == "stop"
+    two = client.chat.completions.create(model=tuned, messages=ask, n=2, temperature=1.5, seed=11, max_tokens=8)
+    again = client.chat.completions.create(model=tuned, messages=ask, n=2, temperature=1.5, seed=11, max_tokens=8)
+    assert len(two.choices) == 2
+    assert [c.message.content for c in two.choices] == [c.message.content for c in again.choices]
+    forced = client.chat.completions.create(
+        model=tuned, messages=ask, temperature=0, max_tokens=40,
+        response_format={"type": "json_schema", "json_schema": {"name": "code", "schema": {
+            "type": "object", "properties": {"code": {"type": "string", "maxLength": 4}}, "required": ["code"],
+            "additionalProperties": False}}},
+    )  # fmt: skip
+    assert set(json.loads(forced.choices[0].message.content or "")) == {"code"}
+
+
 def test_the_node_sdk_runs_the_same_flow(api: Server) -> None:
     node = shutil.which("node")
     assert node, "node is needed for this test"

@@ -1,13 +1,13 @@
 """Supervised LoRA fine-tuning: synchronous torch code, testable on a tiny model.
 
-The async worker (`trainer.tasks`) only orchestrates: it calls `train()` in a thread and hears
-back through a `TrainingCallbacks` object (metrics, checkpoints, whether to stop).
+Packing, the token loss and `SFTObjective` live here; the loop itself is `trainer.loop.run`.
+The async worker only orchestrates: `trainer.job` calls `train()` in a thread and hears back
+through a `TrainingCallbacks` object (metrics, checkpoints, whether to stop).
 """
 
 from __future__ import annotations
 
 import math
-import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -51,6 +51,13 @@ class SFTConfig:
     seed: int
     lora: LoraSettings = field(default_factory=LoraSettings)
     log_every_steps: int = 1
+    pack: bool = True
+    """Padding-free packing: each optimizer step's examples go into as few rows as fit
+    `max_tokens_per_microbatch`, one after another, with `position_ids` restarting at each
+    example (so no token attends across examples). False: rows padded to the longest."""
+    max_tokens_per_microbatch: int = 8192
+    """Tokens one forward pass may hold; a step's examples beyond it go to further passes
+    (gradients accumulate, so `batch_size` still means examples per optimizer step)."""
     warmup_ratio: float = 0.03
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
@@ -74,10 +81,53 @@ class TrainResult:
     stopped: StopRequest = None
 
 
-def _batches(examples: list[TokenizedExample], batch_size: int, rng: random.Random) -> list[list[int]]:
-    order = list(range(len(examples)))
-    rng.shuffle(order)
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+def _pack_rows(examples: list[TokenizedExample], budget: int) -> list[list[TokenizedExample]]:
+    """First-fit decreasing: as few rows as hold the examples within `budget` tokens each."""
+    rows: list[list[TokenizedExample]] = []
+    room: list[int] = []
+    for example in sorted(examples, key=lambda e: len(e.input_ids), reverse=True):
+        size = len(example.input_ids)
+        for index, left in enumerate(room):
+            if size <= left:
+                rows[index].append(example)
+                room[index] -= size
+                break
+        else:
+            rows.append([example])
+            room.append(budget - size)
+    return rows
+
+
+def pack(examples: list[TokenizedExample]) -> dict[str, torch.Tensor]:
+    """One row of examples laid end to end, as a batch of one, with no padding.
+
+    `position_ids` restart at 0 for each example: with no `attention_mask`, transformers builds
+    a block-diagonal causal mask from them. The first label of each example is ignored, so the
+    last token of one example is never trained to predict the first of the next.
+
+    Example:
+        >>> pack([TokenizedExample([5, 6], [-100, 6]), TokenizedExample([7, 8, 9], [-100, 8, 9])])["position_ids"]
+        tensor([[0, 1, 0, 1, 2]])
+    """
+    ids: list[int] = []
+    labels: list[int] = []
+    positions: list[int] = []
+    for example in examples:
+        ids += example.input_ids
+        labels += [IGNORE_INDEX, *example.labels[1:]]
+        positions += range(len(example.input_ids))
+    return {
+        "input_ids": torch.tensor([ids]),
+        "labels": torch.tensor([labels]),
+        "position_ids": torch.tensor([positions]),
+    }
+
+
+def microbatches(examples: list[TokenizedExample], pad_id: int, config: SFTConfig) -> list[dict[str, torch.Tensor]]:
+    """The forward passes of one optimizer step: packed rows, or one padded batch."""
+    if not config.pack:
+        return [_collate(examples, pad_id)]
+    return [pack(row) for row in _pack_rows(examples, config.max_tokens_per_microbatch)]
 
 
 def _collate(examples: list[TokenizedExample], pad_id: int) -> dict[str, torch.Tensor]:
@@ -93,18 +143,32 @@ def _collate(examples: list[TokenizedExample], pad_id: int) -> dict[str, torch.T
     return {"input_ids": ids, "labels": labels, "attention_mask": mask}
 
 
-def loss_and_accuracy(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Mean token loss over labelled positions, token accuracy, and the count of labelled tokens."""
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
+def loss_sums(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed token loss over labelled positions, and the count of correct predictions.
+
+    A packed batch carries `position_ids` and no `attention_mask`; a padded one the reverse.
+    """
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids") if k in batch}
+    logits = model(**inputs, use_cache=False).logits
     shifted = logits[:, :-1].float()
     targets = batch["labels"][:, 1:]
     valid = targets != IGNORE_INDEX
-    count = int(valid.sum())
     loss = torch.nn.functional.cross_entropy(
         shifted.reshape(-1, shifted.size(-1)), targets.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
-    ) / max(count, 1)
-    accuracy = ((shifted.argmax(-1) == targets) & valid).sum() / max(count, 1)
-    return loss, accuracy, count
+    )
+    return loss, ((shifted.argmax(-1) == targets) & valid).sum()
+
+
+def labelled(batch: dict[str, torch.Tensor]) -> int:
+    """Positions that carry loss (after the shift by one)."""
+    return int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
+
+
+def loss_and_accuracy(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Mean token loss over labelled positions, token accuracy, and the count of labelled tokens."""
+    count = labelled(batch)
+    loss, correct = loss_sums(model, batch)
+    return loss / max(count, 1), correct / max(count, 1), count
 
 
 @torch.no_grad()
@@ -136,6 +200,48 @@ def load_lora_model(base_path: Path, lora: LoraSettings, *, seed: int) -> Any:
     return get_peft_model(base, config)
 
 
+@dataclass
+class StepOutcome:
+    """What one optimizer step's forward and backward passes produced."""
+
+    loss: float
+    metrics: dict[str, float]
+    """Named as in the metrics events: `train_mean_token_accuracy`, `train_reward_margin`…"""
+    trained_tokens: int
+    """Tokens that carried loss."""
+    processed_tokens: int
+    """Tokens through the model, padding included (none when packed)."""
+
+
+class SFTObjective:
+    """Next-token loss on assistant tokens, averaged over the step's tokens, on packed rows."""
+
+    def __init__(self, pad_id: int) -> None:
+        self.pad_id = pad_id
+
+    def step(self, model: Any, items: list[TokenizedExample], config: SFTConfig) -> StepOutcome:
+        passes = microbatches(items, self.pad_id, config)
+        count = sum(labelled(batch) for batch in passes)
+        step_loss = torch.zeros(())
+        step_correct = torch.zeros(())
+        for batch in passes:
+            # Each pass adds its share of the step's mean loss: the gradient equals one pass over all.
+            loss_sum, correct = loss_sums(model, batch)
+            (loss_sum / max(count, 1)).backward()
+            step_loss += loss_sum.detach()
+            step_correct += correct
+        return StepOutcome(
+            loss=float(step_loss) / max(count, 1),
+            metrics={"train_mean_token_accuracy": float(step_correct) / max(count, 1)},
+            trained_tokens=count,
+            processed_tokens=sum(int(batch["input_ids"].numel()) for batch in passes),
+        )
+
+    def evaluate(self, model: Any, items: list[TokenizedExample]) -> dict[str, float]:
+        scores = evaluate(model, items, self.pad_id)
+        return {"valid_loss": scores["loss"], "valid_mean_token_accuracy": scores["accuracy"]}
+
+
 def train(
     model: Any,
     config: SFTConfig,
@@ -146,76 +252,8 @@ def train(
     validation: list[TokenizedExample] | None = None,
     resume_state: dict[str, Any] | None = None,
 ) -> TrainResult:
-    """Train the LoRA weights of `model` in place. Deterministic for a given `config.seed`.
+    """Supervised fine-tuning of the LoRA weights of `model` (see `trainer.loop.run`)."""
+    from trainer.loop import run
 
-    `resume_state` (from `save_state` at a pause) restores optimizer, scheduler and position, so
-    a resumed run continues from the step it stopped at.
-    """
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
-    steps_per_epoch = math.ceil(len(examples) / config.batch_size)
-    total_steps = steps_per_epoch * config.n_epochs
-    warmup = config.warmup_steps(total_steps)
-
-    def schedule(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / (warmup + 1)
-        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-    step = 0
-    trained_tokens = 0
-    last_loss = float("nan")
-    if resume_state:
-        optimizer.load_state_dict(resume_state["optimizer"])
-        scheduler.load_state_dict(resume_state["scheduler"])
-        step = resume_state["step"]
-        trained_tokens = resume_state["trained_tokens"]
-
-    def save_state() -> dict[str, Any]:
-        return {
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "step": step,
-            "trained_tokens": trained_tokens,
-        }
-
-    last_accuracy = float("nan")
-    model.train()
-    for epoch in range(config.n_epochs):
-        if (epoch + 1) * steps_per_epoch <= step:
-            continue  # a whole epoch trained before a pause
-        # Each epoch's order depends only on (seed, epoch), so a resumed run sees the same batches.
-        batches = _batches(examples, config.batch_size, random.Random(config.seed * 1000 + epoch))
-        for index, batch_ids in enumerate(batches):
-            if epoch * steps_per_epoch + index < step:
-                continue  # already trained before a pause
-            request = callbacks.should_stop(step)
-            if request:
-                callbacks.on_stop(request, step, save_state)
-                return TrainResult(step, trained_tokens, last_loss, stopped=request)
-            batch = _collate([examples[i] for i in batch_ids], pad_id)
-            loss, accuracy, count = loss_and_accuracy(model, batch)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            trained_tokens += count
-            last_loss = float(loss.detach())
-            last_accuracy = float(accuracy)
-            if step % config.log_every_steps == 0 or step == total_steps:
-                metrics = {"train_loss": last_loss, "train_mean_token_accuracy": last_accuracy}
-                if validation and (step % steps_per_epoch == 0 or step == total_steps):
-                    scores = evaluate(model, validation, pad_id)
-                    metrics |= {"valid_loss": scores["loss"], "valid_mean_token_accuracy": scores["accuracy"]}
-                callbacks.on_metrics(step, total_steps, metrics)
-        callbacks.on_epoch_end(
-            epoch + 1,
-            step,
-            total_steps,
-            save_state,
-            {"train_loss": last_loss, "train_mean_token_accuracy": float(accuracy)},
-        )
-    return TrainResult(step, trained_tokens, last_loss)
+    return run(model, config, examples, callbacks, SFTObjective(pad_id), validation=validation,
+               resume_state=resume_state)  # fmt: skip

@@ -1,0 +1,110 @@
+"""The training loop every method shares: order, steps, schedule, stop requests, exact resume.
+
+A method is an `Objective`: it runs one optimizer step's forward and backward passes over a
+batch of items (SFT examples, DPO pairs) and says what they produced. The loop owns the rest:
+AdamW with warm-up and linear decay, gradient clipping, an order that depends only on
+`(seed, epoch)`, callbacks between steps, and `save_state` for a pause that resumes exactly.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from typing import Any, Protocol
+
+import torch
+
+from trainer.sft import SFTConfig, StepOutcome, TrainingCallbacks, TrainResult
+
+
+class Objective(Protocol):
+    def step(self, model: Any, items: list[Any], config: SFTConfig) -> StepOutcome: ...
+    def evaluate(self, model: Any, items: list[Any]) -> dict[str, float]: ...
+
+
+def _batches(items: list[Any], batch_size: int, rng: random.Random) -> list[list[int]]:
+    order = list(range(len(items)))
+    rng.shuffle(order)
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def run(
+    model: Any,
+    config: SFTConfig,
+    items: list[Any],
+    callbacks: TrainingCallbacks,
+    objective: Objective,
+    *,
+    validation: list[Any] | None = None,
+    resume_state: dict[str, Any] | None = None,
+) -> TrainResult:
+    """Train the LoRA weights of `model` in place. Deterministic for a given `config.seed`.
+
+    `resume_state` (from `save_state` at a pause) restores optimizer, scheduler and position, so
+    a resumed run continues from the step it stopped at.
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+    steps_per_epoch = math.ceil(len(items) / config.batch_size)
+    total_steps = steps_per_epoch * config.n_epochs
+    warmup = config.warmup_steps(total_steps)
+
+    def schedule(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    step = 0
+    trained_tokens = 0
+    last_loss = float("nan")
+    if resume_state:
+        optimizer.load_state_dict(resume_state["optimizer"])
+        scheduler.load_state_dict(resume_state["scheduler"])
+        step = resume_state["step"]
+        trained_tokens = resume_state["trained_tokens"]
+
+    def save_state() -> dict[str, Any]:
+        return {
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "step": step,
+            "trained_tokens": trained_tokens,
+        }
+
+    last_metrics: dict[str, float] = {}
+    processed = 0  # tokens through the model since the last metrics report, for tokens/s
+    since = time.perf_counter()
+    model.train()
+    for epoch in range(config.n_epochs):
+        if (epoch + 1) * steps_per_epoch <= step:
+            continue  # a whole epoch trained before a pause
+        # Each epoch's order depends only on (seed, epoch), so a resumed run sees the same batches.
+        batches = _batches(items, config.batch_size, random.Random(config.seed * 1000 + epoch))
+        for index, batch_ids in enumerate(batches):
+            if epoch * steps_per_epoch + index < step:
+                continue  # already trained before a pause
+            request = callbacks.should_stop(step)
+            if request:
+                callbacks.on_stop(request, step, save_state)
+                return TrainResult(step, trained_tokens, last_loss, stopped=request)
+            outcome = objective.step(model, [items[i] for i in batch_ids], config)
+            processed += outcome.processed_tokens
+            torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            trained_tokens += outcome.trained_tokens
+            last_loss = outcome.loss
+            last_metrics = {"train_loss": last_loss, **outcome.metrics}
+            if step % config.log_every_steps == 0 or step == total_steps:
+                now = time.perf_counter()
+                metrics = {**last_metrics, "tokens_per_second": processed / max(now - since, 1e-9)}
+                processed, since = 0, now
+                if validation and (step % steps_per_epoch == 0 or step == total_steps):
+                    metrics |= objective.evaluate(model, validation)
+                callbacks.on_metrics(step, total_steps, metrics)
+        callbacks.on_epoch_end(epoch + 1, step, total_steps, save_state, last_metrics)
+    return TrainResult(step, trained_tokens, last_loss)
