@@ -126,3 +126,34 @@ def test_a_validation_file_is_scored_each_epoch(client: openai.OpenAI) -> None:
     assert "validation loss=" in scored[-1].message
     checkpoint = client.fine_tuning.jobs.checkpoints.list(job.id).data[0]
     assert checkpoint.metrics.valid_loss is not None and checkpoint.metrics.valid_mean_token_accuracy is not None
+
+
+def test_a_dpo_job_trains_on_preference_pairs(client: openai.OpenAI) -> None:
+    lines = [
+        {
+            "input": {"messages": [{"role": "user", "content": q}]},
+            "preferred_output": [{"role": "assistant", "content": a}],
+            "non_preferred_output": [{"role": "assistant", "content": QA[(i + 1) % len(QA)][1]}],
+        }
+        for i, (q, a) in enumerate(QA[:12])
+    ]
+    training = client.files.create(
+        file=("pairs.jsonl", "".join(json.dumps(line) + "\n" for line in lines).encode()), purpose="fine-tune"
+    )
+    job = client.fine_tuning.jobs.create(
+        model="tiny-chat",
+        training_file=training.id,
+        method={"type": "dpo", "dpo": {"hyperparameters": {"beta": 0.2, "n_epochs": 3, "batch_size": 4}}},
+    )
+    job = wait_for_job(client, job.id)
+    assert job.status == "succeeded", job.error
+    assert job.method is not None and job.method.type == "dpo" and job.method.dpo is not None
+    hyperparameters = job.method.dpo.hyperparameters
+    assert hyperparameters is not None
+    assert (hyperparameters.beta, hyperparameters.n_epochs, hyperparameters.batch_size) == (0.2, 3, 4)
+    assert hyperparameters.learning_rate_multiplier == 1.0  # "auto", resolved
+    metrics = [e for e in all_events(client, job.id) if e.type == "metrics"]
+    assert metrics[-1].data["step"] == 9  # type: ignore[index]
+    assert {"train_loss", "train_reward_margin", "train_preference_accuracy"} <= metrics[-1].data.keys()  # type: ignore[union-attr]
+    csv = base64.b64decode(client.files.content(job.result_files[0]).read()).decode().splitlines()
+    assert len(csv) == 1 + 9 and csv[-1].split(",")[2] != ""  # train_accuracy: the preference accuracy

@@ -60,7 +60,7 @@ def results_csv(rows: list[dict[str, Any]]) -> str:
             ",".join([
                 str(row["step"]),
                 cell(row.get("train_loss")),
-                cell(row.get("train_mean_token_accuracy")),
+                cell(row.get("train_mean_token_accuracy", row.get("train_preference_accuracy"))),
                 cell(row.get("valid_loss")),
                 cell(row.get("valid_mean_token_accuracy")),
             ])

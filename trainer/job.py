@@ -21,11 +21,14 @@ from service.adapters import base_fingerprint
 from service.catalog import BaseModel
 from service.datasets import check_example, parse_line
 from service.errors import InvalidFileError
+from service.fine_tuning import DPO_DEFAULT_BETA
 from service.settings import Settings
 from service.storage import ObjectStorage
 from trainer.artifacts import download_dir, results_csv, upload_dir, write_marker
-from trainer.data import TokenizedExample, tokenize_chat
-from trainer.sft import LoraSettings, SFTConfig, StopRequest, load_lora_model, train
+from trainer.data import tokenize_chat
+from trainer.dpo import DPOObjective, tokenize_preference
+from trainer.loop import run
+from trainer.sft import LoraSettings, SFTConfig, SFTObjective, StopRequest, load_lora_model
 
 log = logging.getLogger("ftserve.trainer")
 Control = Literal["cancel", "pause", "requeue", "lost"]
@@ -55,6 +58,8 @@ class JobSpec:
     validation_key: str | None
     storage_prefix: str
     resume_prefix: str | None = None
+    method: str = "supervised"
+    """`supervised` or `dpo`."""
 
 
 @dataclass
@@ -107,8 +112,14 @@ def read_examples(storage: ObjectStorage, key: str, param: str) -> list[dict[str
     return examples
 
 
-def tokenize_all(tokenizer: Any, examples: list[dict[str, Any]], max_tokens: int) -> tuple[list[TokenizedExample], int]:
-    """Tokenised examples that still teach something, and how many were truncated."""
+def tokenize_all(
+    tokenizer: Any, examples: list[dict[str, Any]], max_tokens: int, method: str = "supervised"
+) -> tuple[list[Any], int]:
+    """Tokenised examples (or preference pairs) that still teach something, and how many were truncated."""
+    if method == "dpo":
+        pairs = [tokenize_preference(tokenizer, e, max_tokens=max_tokens) for e in examples]
+        kept = [p for p in pairs if p.chosen.trained_tokens and p.rejected.trained_tokens]
+        return kept, sum(p.chosen.truncated or p.rejected.truncated for p in pairs)
     out = [tokenize_chat(tokenizer, e, max_tokens=max_tokens) for e in examples]
     return [e for e in out if e.trained_tokens > 0], sum(e.truncated for e in out)
 
@@ -176,7 +187,7 @@ def run_training(spec: JobSpec, storage: ObjectStorage, settings: Settings, repo
     base_path = base_model_path(spec.base, settings)
     tokenizer = AutoTokenizer.from_pretrained(base_path)
     raw = read_examples(storage, spec.training_key, "training_file")
-    examples, truncated = tokenize_all(tokenizer, raw, spec.base.max_seq_len)
+    examples, truncated = tokenize_all(tokenizer, raw, spec.base.max_seq_len, spec.method)
     if truncated:
         reporter.event(
             f"{truncated} training example(s) exceed {spec.base.max_seq_len} tokens and were truncated at the end.",
@@ -188,7 +199,10 @@ def run_training(spec: JobSpec, storage: ObjectStorage, settings: Settings, repo
     validation = None
     if spec.validation_key:
         validation, _ = tokenize_all(
-            tokenizer, read_examples(storage, spec.validation_key, "validation_file"), spec.base.max_seq_len
+            tokenizer,
+            read_examples(storage, spec.validation_key, "validation_file"),
+            spec.base.max_seq_len,
+            spec.method,
         )
     hp = spec.hyperparameters
     lora = LoraSettings(settings.lora_r, settings.lora_alpha, settings.lora_dropout, list(settings.lora_target_modules))
@@ -216,8 +230,10 @@ def run_training(spec: JobSpec, storage: ObjectStorage, settings: Settings, repo
             resume_state = torch.load(local / "state.pt", weights_only=False)
         callbacks.history = resume_state.pop("history", [])
         reporter.event(f"Resuming from step {resume_state['step']}")
-    result = train(model, config, examples, callbacks, pad_id=tokenizer.pad_token_id, validation=validation,
-                   resume_state=resume_state)  # fmt: skip
+    objective: Any = SFTObjective(tokenizer.pad_token_id)
+    if spec.method == "dpo":
+        objective = DPOObjective(tokenizer.pad_token_id, beta=float(hp.get("beta", DPO_DEFAULT_BETA)))
+    result = run(model, config, examples, callbacks, objective, validation=validation, resume_state=resume_state)
     total_steps = math.ceil(len(examples) / config.batch_size) * config.n_epochs
     if result.stopped:
         return Outcome(callbacks.stop_reason, result.steps, total_steps, result.trained_tokens,

@@ -87,6 +87,7 @@ async def _spec(session: AsyncSession, job: FineTuningJob, settings: Settings) -
         validation_key=keys.get("validation_file"),
         storage_prefix=job_storage_prefix(job),
         resume_prefix=job.resume_checkpoint,
+        method=(job.method or {}).get("type", "supervised"),
     )
 
 

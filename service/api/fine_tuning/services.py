@@ -20,8 +20,8 @@ from service.fine_tuning import FINAL_STATUSES, add_event
 from service.ids import new_id, now_s
 from service.queue import enqueue_training, enqueue_validation
 
-SUPPORTED_METHODS = frozenset({"supervised"})
-"""`dpo` joins once the trainer implements it; until then it is a clear 400."""
+SUPPORTED_METHODS = frozenset({"supervised", "dpo"})
+"""`reinforcement` needs graders this server does not run: a clear 400."""
 
 
 def _method(request: CreateJobRequest) -> dict[str, Any]:
@@ -37,7 +37,7 @@ def _method(request: CreateJobRequest) -> dict[str, Any]:
     kind = request.method.type
     if kind not in SUPPORTED_METHODS:
         raise InvalidRequestError(
-            f"Method {kind!r} is not supported by this server yet; use 'supervised'.", param="method.type"
+            f"Method {kind!r} is not supported by this server; use 'supervised' or 'dpo'.", param="method.type"
         )
     body = getattr(request.method, kind)
     given = body.hyperparameters.model_dump() if body and body.hyperparameters else {}

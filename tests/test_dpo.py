@@ -1,0 +1,95 @@
+"""DPO on tiny-chat: after training, the adapter prefers the preferred answers more than the base did."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from transformers import AutoTokenizer
+
+from tests.support import QA
+from trainer.dpo import DPOObjective, PreferencePair, sequence_logps, tokenize_preference
+from trainer.loop import run
+from trainer.sft import LoraSettings, SFTConfig, _collate, load_lora_model
+from trainer.tiny_model import ensure_tiny_chat
+
+
+@pytest.fixture(scope="module", name="tiny_chat")
+def fx_tiny_chat(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return ensure_tiny_chat(tmp_path_factory.mktemp("models"))
+
+
+def preference_lines() -> list[dict[str, Any]]:
+    """Each question: its own answer preferred over the answer of the next item."""
+    return [
+        {
+            "input": {"messages": [{"role": "system", "content": "Be exact."}, {"role": "user", "content": q}]},
+            "preferred_output": [{"role": "assistant", "content": a}],
+            "non_preferred_completion": [{"role": "assistant", "content": QA[(i + 1) % len(QA)][1]}],  # older key
+        }
+        for i, (q, a) in enumerate(QA)
+    ]
+
+
+def logp_margins(model: Any, pairs: list[PreferencePair], pad_id: int, *, adapter: bool) -> torch.Tensor:
+    """log p(preferred) - log p(non-preferred) per pair, with the adapter on or off."""
+    batch = _collate([p.chosen for p in pairs] + [p.rejected for p in pairs], pad_id)
+    model.eval()
+    with torch.no_grad():
+        if adapter:
+            logps = sequence_logps(model, batch)
+        else:
+            with model.disable_adapter():
+                logps = sequence_logps(model, batch)
+    return logps[: len(pairs)] - logps[len(pairs) :]
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.metrics: list[dict[str, float]] = []
+
+    def on_metrics(self, step: int, total_steps: int, metrics: dict[str, float]) -> None:
+        self.metrics.append(metrics)
+
+    def on_epoch_end(self, *args: Any) -> None:
+        pass
+
+    def should_stop(self, step: int) -> None:
+        return None
+
+    def on_stop(self, *args: Any) -> None:
+        pass
+
+
+def test_only_the_outputs_carry_loss(tiny_chat: Path) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(tiny_chat)
+    line = preference_lines()[0]
+    line["input"]["messages"].append({"role": "assistant", "content": "an earlier turn"})
+    line["input"]["messages"].append({"role": "user", "content": "again?"})
+    pair = tokenize_preference(tokenizer, line, max_tokens=512)
+    learned = tokenizer.decode([t for t, label in zip(pair.chosen.input_ids, pair.chosen.labels, strict=True)
+                                if label != -100])  # fmt: skip
+    assert learned == f"{QA[0][1]}<|im_end|>\n"
+    assert "an earlier turn" in tokenizer.decode(pair.chosen.input_ids)
+
+
+def test_dpo_raises_the_preferred_margin_above_the_base(tiny_chat: Path) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(tiny_chat)
+    pairs = [tokenize_preference(tokenizer, line, max_tokens=512) for line in preference_lines()]
+    model = load_lora_model(tiny_chat, LoraSettings(), seed=0)
+    pad = tokenizer.pad_token_id
+    base = logp_margins(model, pairs, pad, adapter=False)
+    recorder = Recorder()
+    config = SFTConfig(n_epochs=10, batch_size=4, learning_rate=5e-3, seed=0)
+    run(model, config, pairs, recorder, DPOObjective(pad, beta=0.1), validation=pairs[:4])
+    tuned = logp_margins(model, pairs, pad, adapter=True)
+    assert torch.equal(logp_margins(model, pairs, pad, adapter=False), base)  # the reference never moved
+    assert float(tuned.mean()) > float(base.mean()) + 2.0
+    assert int((tuned > base).sum()) >= 0.9 * len(pairs)
+    first, last = recorder.metrics[0], recorder.metrics[-1]
+    assert {"train_loss", "train_reward_margin", "train_preference_accuracy"} <= last.keys()
+    assert last["train_reward_margin"] > first["train_reward_margin"]
+    assert last["train_preference_accuracy"] == 1.0
+    assert last["valid_preference_accuracy"] == 1.0
