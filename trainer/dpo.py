@@ -73,15 +73,20 @@ class DPOObjective:
         margin = self.beta * ((policy[:n] - reference[:n]) - (policy[n:] - reference[n:]))
         return margin, batch
 
-    def step(self, model: Any, items: list[PreferencePair], config: SFTConfig) -> StepOutcome:
+    def normaliser(self, items: list[PreferencePair]) -> int:
+        return len(items)
+
+    def step(self, model: Any, items: list[PreferencePair], config: SFTConfig, normaliser: int) -> StepOutcome:
+        if not items:
+            return StepOutcome(0.0, {"train_reward_margin": 0.0, "train_preference_accuracy": 0.0}, 0, 0)
         margin, batch = self.margins(model, items)
-        loss = -torch.nn.functional.logsigmoid(margin).mean()
+        loss = -torch.nn.functional.logsigmoid(margin).sum() / normaliser
         loss.backward()
         return StepOutcome(
             loss=float(loss.detach()),
             metrics={
-                "train_reward_margin": float(margin.detach().mean()),
-                "train_preference_accuracy": float((margin.detach() > 0).float().mean()),
+                "train_reward_margin": float(margin.detach().sum()) / normaliser,
+                "train_preference_accuracy": float((margin.detach() > 0).float().sum()) / normaliser,
             },
             trained_tokens=labelled(batch),
             processed_tokens=int(batch["input_ids"].numel()),

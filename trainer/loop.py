@@ -19,8 +19,58 @@ from trainer.sft import SFTConfig, StepOutcome, TrainingCallbacks, TrainResult
 
 
 class Objective(Protocol):
-    def step(self, model: Any, items: list[Any], config: SFTConfig) -> StepOutcome: ...
+    def normaliser(self, items: list[Any]) -> int:
+        """What the step's loss is averaged over (labelled tokens, pairs), for these items."""
+        ...
+
+    def step(self, model: Any, items: list[Any], config: SFTConfig, normaliser: int) -> StepOutcome:
+        """Forward and backward over `items`, the loss divided by the whole step's `normaliser`:
+        with data parallelism the shares of all ranks add up to the single-device step."""
+        ...
+
     def evaluate(self, model: Any, items: list[Any]) -> dict[str, float]: ...
+
+
+class Ranks:
+    """This process's place among the data-parallel ranks (one rank when not distributed).
+
+    Every rank takes every `world`-th example of each step, from the same order; gradients and
+    metric shares are summed across ranks, so the update equals one device's on the whole batch.
+    Rank 0 alone reports, saves and decides whether to stop; the others follow its decision.
+    """
+
+    def __init__(self) -> None:
+        dist = torch.distributed
+        self.active = dist.is_available() and dist.is_initialized()
+        self.rank = dist.get_rank() if self.active else 0
+        self.world = dist.get_world_size() if self.active else 1
+
+    def shard(self, ids: list[int]) -> list[int]:
+        return ids[self.rank :: self.world]
+
+    def total(self, value: float) -> float:
+        if not self.active:
+            return value
+        tensor = torch.tensor([float(value)], dtype=torch.float64)
+        torch.distributed.all_reduce(tensor)
+        return float(tensor.item())
+
+    def sum_gradients(self, params: list[torch.Tensor]) -> None:
+        if not self.active:
+            return
+        for param in params:
+            if param.grad is None:
+                param.grad = torch.zeros_like(param)
+            torch.distributed.all_reduce(param.grad)
+
+    def agree(self, request: Any) -> Any:
+        """Rank 0's stop request, on every rank."""
+        if not self.active:
+            return request
+        choices = [None, "cancel", "pause"]
+        code = torch.tensor([choices.index(request) if self.rank == 0 else 0])
+        torch.distributed.broadcast(code, src=0)
+        return choices[int(code.item())]
 
 
 def _batches(items: list[Any], batch_size: int, rng: random.Random) -> list[list[int]]:
@@ -44,6 +94,7 @@ def run(
     `resume_state` (from `save_state` at a pause) restores optimizer, scheduler and position, so
     a resumed run continues from the step it stopped at.
     """
+    ranks = Ranks()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(items) / config.batch_size)
@@ -85,20 +136,26 @@ def run(
         for index, batch_ids in enumerate(batches):
             if epoch * steps_per_epoch + index < step:
                 continue  # already trained before a pause
-            request = callbacks.should_stop(step)
+            request = ranks.agree(callbacks.should_stop(step) if ranks.rank == 0 else None)
             if request:
-                callbacks.on_stop(request, step, save_state)
+                if ranks.rank == 0:
+                    callbacks.on_stop(request, step, save_state)
                 return TrainResult(step, trained_tokens, last_loss, stopped=request)
-            outcome = objective.step(model, [items[i] for i in batch_ids], config)
-            processed += outcome.processed_tokens
+            mine = [items[i] for i in ranks.shard(batch_ids)]
+            normaliser = int(ranks.total(objective.normaliser(mine)))
+            outcome = objective.step(model, mine, config, normaliser)
+            ranks.sum_gradients(params)
+            processed += int(ranks.total(outcome.processed_tokens))
             torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
-            trained_tokens += outcome.trained_tokens
-            last_loss = outcome.loss
-            last_metrics = {"train_loss": last_loss, **outcome.metrics}
+            trained_tokens += int(ranks.total(outcome.trained_tokens))
+            last_loss = ranks.total(outcome.loss)
+            last_metrics = {"train_loss": last_loss, **{k: ranks.total(v) for k, v in outcome.metrics.items()}}
+            if ranks.rank != 0:
+                continue
             if step % config.log_every_steps == 0 or step == total_steps:
                 now = time.perf_counter()
                 metrics = {**last_metrics, "tokens_per_second": processed / max(now - since, 1e-9)}
@@ -106,5 +163,6 @@ def run(
                 if validation and (step % steps_per_epoch == 0 or step == total_steps):
                     metrics |= objective.evaluate(model, validation)
                 callbacks.on_metrics(step, total_steps, metrics)
-        callbacks.on_epoch_end(epoch + 1, step, total_steps, save_state, last_metrics)
+        if ranks.rank == 0:
+            callbacks.on_epoch_end(epoch + 1, step, total_steps, save_state, last_metrics)
     return TrainResult(step, trained_tokens, last_loss)

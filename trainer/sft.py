@@ -219,21 +219,25 @@ class SFTObjective:
     def __init__(self, pad_id: int) -> None:
         self.pad_id = pad_id
 
-    def step(self, model: Any, items: list[TokenizedExample], config: SFTConfig) -> StepOutcome:
-        passes = microbatches(items, self.pad_id, config)
-        count = sum(labelled(batch) for batch in passes)
+    def normaliser(self, items: list[TokenizedExample]) -> int:
+        # Labelled positions after the shift: each example's first token never carries loss.
+        return sum(sum(1 for label in e.labels[1:] if label != IGNORE_INDEX) for e in items)
+
+    def step(self, model: Any, items: list[TokenizedExample], config: SFTConfig, normaliser: int) -> StepOutcome:
+        passes = microbatches(items, self.pad_id, config) if items else []
+        count = max(normaliser, 1)
         step_loss = torch.zeros(())
         step_correct = torch.zeros(())
         for batch in passes:
             # Each pass adds its share of the step's mean loss: the gradient equals one pass over all.
             loss_sum, correct = loss_sums(model, batch)
-            (loss_sum / max(count, 1)).backward()
+            (loss_sum / count).backward()
             step_loss += loss_sum.detach()
             step_correct += correct
         return StepOutcome(
-            loss=float(step_loss) / max(count, 1),
-            metrics={"train_mean_token_accuracy": float(step_correct) / max(count, 1)},
-            trained_tokens=count,
+            loss=float(step_loss) / count,
+            metrics={"train_mean_token_accuracy": float(step_correct) / count},
+            trained_tokens=sum(labelled(batch) for batch in passes),
             processed_tokens=sum(int(batch["input_ids"].numel()) for batch in passes),
         )
 
