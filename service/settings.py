@@ -120,6 +120,9 @@ class Settings(BaseSettings):
     worker_health_port: int | None = None
     """Port of a trainer worker's `GET /health` (for probes); unset: none."""
 
+    trainer_devices: int = 1
+    """Devices one job trains on (data parallel; GPUs, or CPU processes when there is none)."""
+
     trainer_threads: int | None = None
     """CPU threads torch may use in a trainer; unset: torch's default."""
 

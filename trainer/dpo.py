@@ -49,9 +49,11 @@ def tokenize_preference(tokenizer: Any, example: dict[str, Any], *, max_tokens: 
 
 def sequence_logps(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """Per row, the summed log-probability of its labelled tokens."""
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
+    device = next(model.parameters()).device
+    inputs = {k: batch[k].to(device) for k in ("input_ids", "attention_mask")}
+    logits = model(**inputs, use_cache=False).logits
     logps = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-    targets = batch["labels"][:, 1:]
+    targets = batch["labels"][:, 1:].to(device)
     valid = targets != IGNORE_INDEX
     picked = torch.gather(logps, 2, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
     return (picked * valid).sum(-1)

@@ -233,7 +233,17 @@ def run_training(spec: JobSpec, storage: ObjectStorage, settings: Settings, repo
     objective: Any = SFTObjective(tokenizer.pad_token_id)
     if spec.method == "dpo":
         objective = DPOObjective(tokenizer.pad_token_id, beta=float(hp.get("beta", DPO_DEFAULT_BETA)))
-    result = run(model, config, examples, callbacks, objective, validation=validation, resume_state=resume_state)
+    if settings.trainer_devices > 1 and not torch.distributed.is_initialized():
+        from trainer.ranks import data_parallel
+
+        reporter.event(f"Training on {settings.trainer_devices} devices (data parallel)")
+        with data_parallel(spec, settings.trainer_devices):
+            result = run(model, config, examples, callbacks, objective, validation=validation,
+                         resume_state=resume_state)  # fmt: skip
+    else:
+        result = run(model, config, examples, callbacks, objective, validation=validation, resume_state=resume_state)
+    if torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
+        return Outcome(None, result.steps, 0, result.trained_tokens)  # rank 0 stores the results
     total_steps = math.ceil(len(examples) / config.batch_size) * config.n_epochs
     if result.stopped:
         return Outcome(callbacks.stop_reason, result.steps, total_steps, result.trained_tokens,

@@ -44,6 +44,9 @@ class Ranks:
         self.active = dist.is_available() and dist.is_initialized()
         self.rank = dist.get_rank() if self.active else 0
         self.world = dist.get_world_size() if self.active else 1
+        # NCCL reduces CUDA tensors only; gloo, CPU ones.
+        nccl = self.active and dist.get_backend() == "nccl"
+        self.device = torch.device("cuda", torch.cuda.current_device()) if nccl else torch.device("cpu")
 
     def shard(self, ids: list[int]) -> list[int]:
         return ids[self.rank :: self.world]
@@ -51,7 +54,7 @@ class Ranks:
     def total(self, value: float) -> float:
         if not self.active:
             return value
-        tensor = torch.tensor([float(value)], dtype=torch.float64)
+        tensor = torch.tensor([float(value)], dtype=torch.float64, device=self.device)
         torch.distributed.all_reduce(tensor)
         return float(tensor.item())
 
@@ -68,7 +71,7 @@ class Ranks:
         if not self.active:
             return request
         choices = [None, "cancel", "pause"]
-        code = torch.tensor([choices.index(request) if self.rank == 0 else 0])
+        code = torch.tensor([choices.index(request) if self.rank == 0 else 0], device=self.device)
         torch.distributed.broadcast(code, src=0)
         return choices[int(code.item())]
 

@@ -8,6 +8,7 @@ through a `TrainingCallbacks` object (metrics, checkpoints, whether to stop).
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -148,10 +149,11 @@ def loss_sums(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor,
 
     A packed batch carries `position_ids` and no `attention_mask`; a padded one the reverse.
     """
-    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids") if k in batch}
+    device = next(model.parameters()).device
+    inputs = {k: batch[k].to(device) for k in ("input_ids", "attention_mask", "position_ids") if k in batch}
     logits = model(**inputs, use_cache=False).logits
     shifted = logits[:, :-1].float()
-    targets = batch["labels"][:, 1:]
+    targets = batch["labels"][:, 1:].to(device)
     valid = targets != IGNORE_INDEX
     loss = torch.nn.functional.cross_entropy(
         shifted.reshape(-1, shifted.size(-1)), targets.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
@@ -184,12 +186,23 @@ def evaluate(model: Any, examples: list[TokenizedExample], pad_id: int, batch_si
     return {"loss": total_loss / max(total, 1), "accuracy": total_correct / max(total, 1)}
 
 
-def load_lora_model(base_path: Path, lora: LoraSettings, *, seed: int) -> Any:
+def training_device() -> torch.device:
+    """This process's GPU (`LOCAL_RANK` picks one among several), else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device("cpu")
+
+
+def load_lora_model(base_path: Path, lora: LoraSettings, *, seed: int, device: torch.device | None = None) -> Any:
+    """The base model with a fresh LoRA adapter. On a GPU the frozen base is bf16 and the adapter
+    float32 (its optimizer state stays exact); on the CPU everything is float32."""
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
+    device = device or training_device()
     torch.manual_seed(seed)
-    base = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    base = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype).to(device)
     config = LoraConfig(
         r=lora.r,
         lora_alpha=lora.alpha,
@@ -197,7 +210,11 @@ def load_lora_model(base_path: Path, lora: LoraSettings, *, seed: int) -> Any:
         target_modules=lora.target_modules,
         task_type="CAUSAL_LM",
     )
-    return get_peft_model(base, config)
+    model = get_peft_model(base, config)
+    for param in model.parameters():
+        if param.requires_grad:
+            param.data = param.data.float()
+    return model
 
 
 @dataclass
