@@ -56,9 +56,16 @@ class SFTConfig:
     """Padding-free packing: each optimizer step's examples go into as few rows as fit
     `max_tokens_per_microbatch`, one after another, with `position_ids` restarting at each
     example (so no token attends across examples). False: rows padded to the longest."""
-    max_tokens_per_microbatch: int = 8192
-    """Tokens one forward pass may hold; a step's examples beyond it go to further passes
-    (gradients accumulate, so `batch_size` still means examples per optimizer step)."""
+    max_tokens_per_row: int = 512
+    """Length of a packed row (a longer example gets a row of its own). Attention over a row
+    costs its length squared, masked or not, so rows stay short; more rows go in each pass."""
+    max_tokens_per_microbatch: int | None = None
+    """Tokens one forward pass may hold (rows times width); a step's rows beyond it go to further
+    passes (gradients accumulate, so `batch_size` still means examples per optimizer step).
+    Unset: 4,096 tokens on the CPU and 16,384 on a GPU, which needs wide passes to be busy."""
+    min_row_fill: float = 0.95
+    """A row joins a pass only if it is at least this share of the pass's widest row, which
+    bounds the padding stacking adds to about 5%."""
     warmup_ratio: float = 0.03
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
@@ -110,6 +117,10 @@ def pack(examples: list[TokenizedExample]) -> dict[str, torch.Tensor]:
         >>> pack([TokenizedExample([5, 6], [-100, 6]), TokenizedExample([7, 8, 9], [-100, 8, 9])])["position_ids"]
         tensor([[0, 1, 0, 1, 2]])
     """
+    return pack_rows([examples], pad_id=0)
+
+
+def _row(examples: list[TokenizedExample]) -> tuple[list[int], list[int], list[int]]:
     ids: list[int] = []
     labels: list[int] = []
     positions: list[int] = []
@@ -117,18 +128,46 @@ def pack(examples: list[TokenizedExample]) -> dict[str, torch.Tensor]:
         ids += example.input_ids
         labels += [IGNORE_INDEX, *example.labels[1:]]
         positions += range(len(example.input_ids))
+    return ids, labels, positions
+
+
+def pack_rows(rows: list[list[TokenizedExample]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Packed rows stacked into one batch; a shorter row's tail is padding that forms a sequence
+    of its own (its positions restart at 0), so no real token attends to it, and carries no loss."""
+    built = [_row(row) for row in rows]
+    width = max(len(ids) for ids, _, _ in built)
+    ids_out, labels_out, positions_out = [], [], []
+    for ids, labels, positions in built:
+        gap = width - len(ids)
+        ids_out.append(ids + [pad_id] * gap)
+        labels_out.append(labels + [IGNORE_INDEX] * gap)
+        positions_out.append(positions + list(range(gap)))
     return {
-        "input_ids": torch.tensor([ids]),
-        "labels": torch.tensor([labels]),
-        "position_ids": torch.tensor([positions]),
+        "input_ids": torch.tensor(ids_out),
+        "labels": torch.tensor(labels_out),
+        "position_ids": torch.tensor(positions_out),
     }
 
 
 def microbatches(examples: list[TokenizedExample], pad_id: int, config: SFTConfig) -> list[dict[str, torch.Tensor]]:
-    """The forward passes of one optimizer step: packed rows, or one padded batch."""
+    """The forward passes of one optimizer step: packed rows grouped by length, or one padded batch."""
     if not config.pack:
         return [_collate(examples, pad_id)]
-    return [pack(row) for row in _pack_rows(examples, config.max_tokens_per_microbatch)]
+    budget = max(config.max_tokens_per_row, max(len(e.input_ids) for e in examples))
+    rows = _pack_rows(examples, budget)
+    rows.sort(key=lambda row: sum(len(e.input_ids) for e in row), reverse=True)
+    limit = config.max_tokens_per_microbatch or (16_384 if torch.cuda.is_available() else 4_096)
+    groups: list[list[list[TokenizedExample]]] = []
+    for row in rows:  # widest first: each group's first row sets its width
+        size = sum(len(e.input_ids) for e in row)
+        group = groups[-1] if groups else None
+        width = sum(len(e.input_ids) for e in group[0]) if group else 0
+        # Stack only rows nearly as wide as the group's first: fewer passes, almost no padding.
+        if group is None or width * (len(group) + 1) > limit or size < config.min_row_fill * width:
+            groups.append([row])
+        else:
+            group.append(row)
+    return [pack_rows(group, pad_id) for group in groups]
 
 
 def _collate(examples: list[TokenizedExample], pad_id: int) -> dict[str, torch.Tensor]:

@@ -51,13 +51,14 @@ WORDS = [
 ]
 
 
-def build_model(target: Path, tokenizer_dir: Path, *, hidden: int, layers: int) -> Path:
+def build_model(target: Path, tokenizer_dir: Path, *, hidden: int, layers: int, vocab: int | None = None) -> Path:
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     torch.manual_seed(0)
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=hidden * 8 // 3, num_hidden_layers=layers,
+        vocab_size=vocab or len(tokenizer), hidden_size=hidden, intermediate_size=hidden * 8 // 3,
+        num_hidden_layers=layers,
         num_attention_heads=hidden // 64, num_key_value_heads=hidden // 64, max_position_embeddings=2048,
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
         tie_word_embeddings=False,
@@ -137,7 +138,7 @@ def run_hf_trainer(path: Path, tokenizer: Any, examples: list[TokenizedExample],
             learning_rate=args.lr, lr_scheduler_type="linear", warmup_steps=0.03, weight_decay=0.0,
             max_grad_norm=1.0, seed=0, report_to=[], save_strategy="no", logging_steps=50,
             remove_unused_columns=False, use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0,
-            disable_tqdm=True,
+            disable_tqdm=True, bf16=torch.cuda.is_available(),  # what a user's GPU script would set
         )  # fmt: skip
         trainer = Trainer(model=model, args=training_args, train_dataset=rows, data_collator=collate)  # type: ignore[arg-type]
         start = time.perf_counter()
@@ -153,16 +154,24 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--hidden", type=int, default=512)
+    parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--vocab", type=int, default=None, help="model vocabulary (default: the tokenizer's)")
+    parser.add_argument("--peak-flops", type=float, default=None, help="device peak; prints MFU when given")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     from transformers import AutoTokenizer
 
     with tempfile.TemporaryDirectory(prefix="ftserve-bench-") as tmp:
         tokenizer_dir = ensure_tiny_chat(Path(tmp))
-        path = build_model(Path(tmp) / "bench-llama", tokenizer_dir, hidden=args.hidden, layers=args.layers)
+        path = build_model(Path(tmp) / "bench-llama", tokenizer_dir, hidden=args.hidden, layers=args.layers,
+                           vocab=args.vocab)  # fmt: skip
+        from transformers import AutoConfig, AutoModelForCausalLM
+
+        with torch.device("meta"):
+            parameters = sum(p.numel() for p in AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(path))
+                             .parameters())  # fmt: skip
         tokenizer = AutoTokenizer.from_pretrained(path)
         examples = dataset(tokenizer, args.examples, seed=1)
         lengths = sorted(len(e.input_ids) for e in examples)
@@ -173,10 +182,14 @@ def main() -> int:
             "ftserve (packed)": run_ftserve(path, examples, args, tokenizer.pad_token_id),
             "HF Trainer + peft (padded)": run_hf_trainer(path, tokenizer, examples, args, tokenizer.pad_token_id),
         }
-    print(f"{'':28s} {'real tokens/s':>14s} {'padding eff.':>13s} {'wall s':>8s} {'final loss':>11s}")
+    print(f"{'':28s} {'real tokens/s':>14s} {'padding eff.':>13s} {'wall s':>8s} {'final loss':>11s}"
+          + (f" {'MFU':>6s}" if args.peak_flops else ""))  # fmt: skip
     for label, r in results.items():
+        # MFU counts the tokens the device computed, padding included: that is the work it did.
+        mfu = f" {4 * parameters * r['slots'] / r['wall'] / args.peak_flops:6.1%}" if args.peak_flops else ""
         print(f"{label:28s} {r['real'] / r['wall']:14.0f} {r['real'] / r['slots']:13.3f} {r['wall']:8.1f} "
-              f"{r['loss']:11.4f}")  # fmt: skip
+              f"{r['loss']:11.4f}{mfu}")  # fmt: skip
+    print(f"base model parameters: {parameters / 1e6:.1f} M")
     ours, theirs = results.values()
     speedup = (ours["real"] / ours["wall"]) / (theirs["real"] / theirs["wall"])
     loss_gap = abs(ours["loss"] - theirs["loss"]) / theirs["loss"]
