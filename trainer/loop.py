@@ -129,6 +129,7 @@ def run(
 
     last_metrics: dict[str, float] = {}
     processed = 0  # tokens through the model since the last metrics report, for tokens/s
+    processed_total = 0
     since = time.perf_counter()
     model.train()
     for epoch in range(config.n_epochs):
@@ -143,12 +144,14 @@ def run(
             if request:
                 if ranks.rank == 0:
                     callbacks.on_stop(request, step, save_state)
-                return TrainResult(step, trained_tokens, last_loss, stopped=request)
+                return TrainResult(step, trained_tokens, last_loss, stopped=request, processed_tokens=processed_total)
             mine = [items[i] for i in ranks.shard(batch_ids)]
             normaliser = int(ranks.total(objective.normaliser(mine)))
             outcome = objective.step(model, mine, config, normaliser)
             ranks.sum_gradients(params)
-            processed += int(ranks.total(outcome.processed_tokens))
+            step_processed = int(ranks.total(outcome.processed_tokens))
+            processed += step_processed
+            processed_total += step_processed
             torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
             optimizer.step()
             scheduler.step()
@@ -168,4 +171,4 @@ def run(
                 callbacks.on_metrics(step, total_steps, metrics)
         if ranks.rank == 0:
             callbacks.on_epoch_end(epoch + 1, step, total_steps, save_state, last_metrics)
-    return TrainResult(step, trained_tokens, last_loss)
+    return TrainResult(step, trained_tokens, last_loss, processed_tokens=processed_total)

@@ -87,6 +87,9 @@ class TrainResult:
     trained_tokens: int
     final_train_loss: float
     stopped: StopRequest = None
+    processed_tokens: int = 0
+    """Tokens this run put through the model, padding included (its padding efficiency is
+    the real tokens over this)."""
 
 
 def _pack_rows(examples: list[TokenizedExample], budget: int) -> list[list[TokenizedExample]]:

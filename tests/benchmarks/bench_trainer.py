@@ -104,10 +104,11 @@ def run_ftserve(path: Path, examples: list[TokenizedExample], args: argparse.Nam
     model = load_lora_model(path, LoraSettings(), seed=0)
     config = SFTConfig(n_epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, seed=0)
     start = time.perf_counter()
-    train(model, config, examples, Quiet(), pad_id=pad_id)
+    result = train(model, config, examples, Quiet(), pad_id=pad_id)
     wall = time.perf_counter() - start
     real = sum(len(e.input_ids) for e in examples) * args.epochs
-    return {"wall": wall, "real": real, "slots": real, "loss": evaluate(model, examples, pad_id)["loss"]}
+    return {"wall": wall, "real": real, "slots": result.processed_tokens,
+            "loss": evaluate(model, examples, pad_id)["loss"]}  # fmt: skip
 
 
 def run_hf_trainer(path: Path, tokenizer: Any, examples: list[TokenizedExample], args: argparse.Namespace,
