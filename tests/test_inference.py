@@ -218,14 +218,17 @@ def test_a_restarted_inference_server_serves_the_adapter_again(stack: Stack, api
     mine = f"FTSERVE_DATA_DIR={stack.data_dir}".encode()
     servers = [int(p) for p in pids.stdout.split() if mine in Path(f"/proc/{p}/environ").read_bytes()]
     assert len(servers) == 1
+    # Four long sampled answers at once: seconds of decoding, so the kill lands mid-stream.
     stream = client.chat.completions.create(
         model=tuned, messages=[{"role": "user", "content": QA[2][0]}], max_tokens=900, stream=True,
-        extra_body={"ignore_eos": True},
+        n=4, temperature=1.0, extra_body={"ignore_eos": True},
     )  # fmt: skip
-    assert next(iter(stream)).model == tuned
+    chunks = iter(stream)
+    for _ in range(3):
+        assert next(chunks).model == tuned
     os.killpg(servers[0], signal.SIGKILL)  # vLLM and its engine processes, as a crash would
     with pytest.raises(openai.APIError) as broken:  # the SDK raises on the stream's `error` event
-        for _ in stream:
+        for _ in chunks:
             pass
     assert "stopped in the middle" in broken.value.message
     with pytest.raises(openai.InternalServerError) as caught:
@@ -236,7 +239,8 @@ def test_a_restarted_inference_server_serves_the_adapter_again(stack: Stack, api
     assert answer(client, tuned, QA[2][0]) == QA[2][1]
 
 
-def test_a_deleted_model_is_gone(client: openai.OpenAI, tuned: str) -> None:
+def test_a_deleted_model_is_gone(api: Server, client: openai.OpenAI, tuned: str) -> None:
+    inference_ready(api)
     deleted = client.models.delete(tuned)
     assert deleted.deleted is True and deleted.id == tuned
     with pytest.raises(openai.NotFoundError):
