@@ -22,7 +22,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from service.storage import ObjectStorage
+from service.storage import ObjectStorage, download_tree
 
 MARKER = "ftserve.json"
 
@@ -69,12 +69,7 @@ class AdapterCache:
                 keys = self.storage.list_keys(prefix)
                 if prefix + MARKER not in keys:
                     return None
-                for key in keys:
-                    local = staging / key[len(prefix) :]
-                    local.parent.mkdir(parents=True, exist_ok=True)
-                    with local.open("wb") as out:
-                        for chunk in self.storage.read_chunks(key):
-                            out.write(chunk)
+                download_tree(self.storage, prefix, staging, keys)
                 if target.exists():
                     shutil.rmtree(target)
                 os.replace(staging, target)

@@ -14,19 +14,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.support import QA
+from tests.support import QA, MetricsRecorder
 from trainer.data import tokenize_chat
 from trainer.loop import run
 from trainer.sft import LoraSettings, SFTConfig, SFTObjective, load_lora_model
-
-
-class Quiet:
-    def on_metrics(self, *args: object) -> None: ...
-    def on_epoch_end(self, *args: object) -> None: ...
-    def should_stop(self, step: int) -> None:
-        return None
-
-    def on_stop(self, *args: object) -> None: ...
 
 
 def main() -> None:
@@ -44,7 +35,7 @@ def main() -> None:
     ]  # fmt: skip
     model = load_lora_model(model_dir, LoraSettings(), seed=0)
     config = SFTConfig(n_epochs=2, batch_size=6, learning_rate=5e-3, seed=0)  # 6 does not split evenly: uneven shards
-    result = run(model, config, examples, Quiet(), SFTObjective(tokenizer.pad_token_id))
+    result = run(model, config, examples, MetricsRecorder(), SFTObjective(tokenizer.pad_token_id))
     if not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0:
         weights = {k: v.detach().clone() for k, v in model.named_parameters() if "lora_" in k}
         torch.save({"weights": weights, "steps": result.steps, "tokens": result.trained_tokens,

@@ -91,3 +91,22 @@ def wait_for_event(client, job_id: str, predicate, timeout_s: float = 120.0):  #
 def all_events(client, job_id: str) -> list:  # type: ignore[no-untyped-def]
     """Every event of the job, oldest first (the API pages newest first)."""
     return list(reversed(list(client.fine_tuning.jobs.list_events(job_id, limit=50))))
+
+
+class MetricsRecorder:
+    """Training callbacks that keep every metrics report and never ask the trainer to stop."""
+
+    def __init__(self) -> None:
+        self.metrics: list[dict[str, float]] = []
+
+    def on_metrics(self, step: int, total_steps: int, metrics: dict[str, float]) -> None:
+        self.metrics.append(metrics)
+
+    def on_epoch_end(self, *args: object) -> None:
+        pass
+
+    def should_stop(self, step: int) -> None:
+        return None
+
+    def on_stop(self, *args: object) -> None:
+        pass

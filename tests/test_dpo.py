@@ -9,7 +9,7 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
-from tests.support import QA
+from tests.support import QA, MetricsRecorder
 from trainer.dpo import DPOObjective, PreferencePair, sequence_logps, tokenize_preference
 from trainer.loop import run
 from trainer.sft import LoraSettings, SFTConfig, _collate, load_lora_model
@@ -46,23 +46,6 @@ def logp_margins(model: Any, pairs: list[PreferencePair], pad_id: int, *, adapte
     return logps[: len(pairs)] - logps[len(pairs) :]
 
 
-class Recorder:
-    def __init__(self) -> None:
-        self.metrics: list[dict[str, float]] = []
-
-    def on_metrics(self, step: int, total_steps: int, metrics: dict[str, float]) -> None:
-        self.metrics.append(metrics)
-
-    def on_epoch_end(self, *args: Any) -> None:
-        pass
-
-    def should_stop(self, step: int) -> None:
-        return None
-
-    def on_stop(self, *args: Any) -> None:
-        pass
-
-
 def test_only_the_outputs_carry_loss(tiny_chat: Path) -> None:
     tokenizer = AutoTokenizer.from_pretrained(tiny_chat)
     line = preference_lines()[0]
@@ -81,7 +64,7 @@ def test_dpo_raises_the_preferred_margin_above_the_base(tiny_chat: Path) -> None
     model = load_lora_model(tiny_chat, LoraSettings(), seed=0)
     pad = tokenizer.pad_token_id
     base = logp_margins(model, pairs, pad, adapter=False)
-    recorder = Recorder()
+    recorder = MetricsRecorder()
     config = SFTConfig(n_epochs=10, batch_size=4, learning_rate=5e-3, seed=0)
     run(model, config, pairs, recorder, DPOObjective(pad, beta=0.1), validation=pairs[:4])
     tuned = logp_margins(model, pairs, pad, adapter=True)

@@ -10,6 +10,7 @@ from pathlib import Path
 import openai
 import pytest
 
+from service.storage import download_tree
 from tests import lm
 from tests.conftest import Server
 from tests.support import QA, all_events, qa_jsonl, wait_for_job
@@ -22,14 +23,6 @@ def fx_tiny_chat(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from trainer.tiny_model import ensure_tiny_chat
 
     return ensure_tiny_chat(tmp_path_factory.mktemp("models"))
-
-
-def download_adapter(server: Server, prefix: str, target: Path) -> Path:
-    for key in server.storage.list_keys(prefix):
-        path = target / key[len(prefix) :]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(b"".join(server.storage.read_chunks(key)))
-    return target
 
 
 def test_a_job_teaches_the_adapter_its_answers(server: Server, client: openai.OpenAI, tiny_chat: Path) -> None:
@@ -91,7 +84,7 @@ def test_a_job_teaches_the_adapter_its_answers(server: Server, client: openai.Op
     # The stored adapter is a plain PEFT directory that reproduces the trained answers.
     prefix = f"jobs/{job.organization_id}/{job.id}/adapter/"
     with tempfile.TemporaryDirectory() as tmp:
-        adapter = download_adapter(server, prefix, Path(tmp))
+        adapter = download_tree(server.storage, prefix, Path(tmp))
         assert {"adapter_config.json", "adapter_model.safetensors", "ftserve.json"} <= {
             p.name for p in adapter.iterdir()
         }

@@ -1,4 +1,4 @@
-"""What a job leaves in object storage, and how it gets there.
+"""What a job leaves in object storage (written with `service.storage.upload_tree`).
 
     jobs/{org}/{job}/adapter/                     the final PEFT adapter (what `ft:…` serves)
         adapter_config.json, adapter_model.safetensors, ftserve.json (base + tokenizer fingerprint)
@@ -17,26 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from service.adapters import ADAPTER_MARKER
-from service.storage import ObjectStorage
-
-
-def upload_dir(storage: ObjectStorage, local: Path, prefix: str, *, last: str | None = None) -> None:
-    """Put every file under `local` at `prefix` + relative path; `last` (a relative path) goes last."""
-    files = sorted(p for p in local.rglob("*") if p.is_file())
-    files.sort(key=lambda p: p.relative_to(local).as_posix() == last)
-    for path in files:
-        storage.put_file(prefix + path.relative_to(local).as_posix(), path)
-
-
-def download_dir(storage: ObjectStorage, prefix: str, local: Path) -> Path:
-    """Fetch every object under `prefix` into `local`, keeping relative paths."""
-    for key in storage.list_keys(prefix):
-        target = local / key[len(prefix) :]
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with target.open("wb") as out:
-            for chunk in storage.read_chunks(key):
-                out.write(chunk)
-    return local
 
 
 def write_marker(adapter_dir: Path, info: dict[str, Any]) -> None:

@@ -23,8 +23,8 @@ from service.datasets import check_example, parse_line
 from service.errors import InvalidFileError
 from service.fine_tuning import DPO_DEFAULT_BETA
 from service.settings import Settings
-from service.storage import ObjectStorage
-from trainer.artifacts import download_dir, results_csv, upload_dir, write_marker
+from service.storage import ObjectStorage, download_tree, upload_tree
+from trainer.artifacts import results_csv, write_marker
 from trainer.data import tokenize_chat
 from trainer.dpo import DPOObjective, tokenize_preference
 from trainer.loop import run
@@ -155,7 +155,7 @@ class _Callbacks:
             adapter = Path(tmp) / "adapter"
             self.model.save_pretrained(adapter)
             write_marker(adapter, {**self.info, "step": step})
-            upload_dir(self.storage, adapter, prefix + "adapter/", last="ftserve.json")
+            upload_tree(self.storage, adapter, prefix + "adapter/", last="ftserve.json")
             state = {**save_state(), "history": self.history}
             torch.save(state, Path(tmp) / "state.pt")
             self.storage.put_file(prefix + "state.pt", Path(tmp) / "state.pt")
@@ -225,7 +225,7 @@ def run_training(spec: JobSpec, storage: ObjectStorage, settings: Settings, repo
     resume_state = None
     if spec.resume_prefix:
         with tempfile.TemporaryDirectory(prefix="ftserve-resume-") as tmp:
-            local = download_dir(storage, spec.resume_prefix, Path(tmp))
+            local = download_tree(storage, spec.resume_prefix, Path(tmp))
             set_peft_model_state_dict(model, load_file(local / "adapter" / "adapter_model.safetensors"))
             resume_state = torch.load(local / "state.pt", weights_only=False)
         callbacks.history = resume_state.pop("history", [])
@@ -252,6 +252,6 @@ def run_training(spec: JobSpec, storage: ObjectStorage, settings: Settings, repo
     with tempfile.TemporaryDirectory(prefix="ftserve-adapter-") as tmp:
         model.save_pretrained(Path(tmp))
         write_marker(Path(tmp), {**info, "step": result.steps})
-        upload_dir(storage, Path(tmp), adapter_prefix, last="ftserve.json")
+        upload_tree(storage, Path(tmp), adapter_prefix, last="ftserve.json")
     return Outcome(None, result.steps, total_steps, result.trained_tokens, adapter_prefix=adapter_prefix,
                    results_csv=results_csv(callbacks.history))  # fmt: skip

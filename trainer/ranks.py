@@ -14,7 +14,6 @@ import dataclasses
 import datetime
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,17 +25,12 @@ from typing import Any
 import torch
 
 from service.catalog import BaseModel
+from service.embedded import free_port
 from service.settings import Settings
 from service.storage import open_storage
 from trainer.job import JobSpec, run_training
 
 JOIN_TIMEOUT = datetime.timedelta(minutes=10)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _init(rank: int, world: int, port: int) -> None:
@@ -51,7 +45,7 @@ def _init(rank: int, world: int, port: int) -> None:
 @contextmanager
 def data_parallel(spec: JobSpec, world: int) -> Iterator[None]:
     """Rank 0's side: start ranks 1..world-1, join them in one process group, clean up after."""
-    port = _free_port()
+    port = free_port()
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
         json.dump(dataclasses.asdict(spec), handle)
     children = [

@@ -66,6 +66,27 @@ class ObjectStorage(Protocol):
         ...
 
 
+def upload_tree(storage: ObjectStorage, local: Path, prefix: str, *, last: str | None = None) -> None:
+    """Put every file under `local` at `prefix` + its relative path; `last` (a relative path) goes
+    last, so a reader that finds it finds the whole tree."""
+    files = sorted(p for p in local.rglob("*") if p.is_file())
+    files.sort(key=lambda p: p.relative_to(local).as_posix() == last)
+    for path in files:
+        storage.put_file(prefix + path.relative_to(local).as_posix(), path)
+
+
+def download_tree(storage: ObjectStorage, prefix: str, local: Path, keys: list[str] | None = None) -> Path:
+    """Fetch every object under `prefix` (or just `keys`, already listed) into `local`, keeping
+    relative paths."""
+    for key in storage.list_keys(prefix) if keys is None else keys:
+        target = local / key[len(prefix) :]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with target.open("wb") as out:
+            for chunk in storage.read_chunks(key):
+                out.write(chunk)
+    return local
+
+
 def open_storage(url: str, *, endpoint_url: str | None = None, region: str = "us-east-1") -> ObjectStorage:
     """The backend for `file:///dir` or `s3://bucket/prefix`."""
     parsed = urlparse(url)

@@ -27,6 +27,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from tests.support import MetricsRecorder  # noqa: E402
 from trainer.data import TokenizedExample, tokenize_chat  # noqa: E402
 from trainer.sft import LoraSettings, SFTConfig, evaluate, load_lora_model, train  # noqa: E402
 from trainer.tiny_model import ensure_tiny_chat  # noqa: E402
@@ -81,30 +82,11 @@ def dataset(tokenizer: Any, n: int, seed: int) -> list[TokenizedExample]:
     return out
 
 
-class Quiet:
-    """Callbacks that only keep the losses."""
-
-    def __init__(self) -> None:
-        self.losses: list[float] = []
-
-    def on_metrics(self, step: int, total_steps: int, metrics: dict[str, float]) -> None:
-        self.losses.append(metrics["train_loss"])
-
-    def on_epoch_end(self, *args: Any) -> None:
-        pass
-
-    def should_stop(self, step: int) -> None:
-        return None
-
-    def on_stop(self, *args: Any) -> None:
-        pass
-
-
 def run_ftserve(path: Path, examples: list[TokenizedExample], args: argparse.Namespace, pad_id: int) -> dict:
     model = load_lora_model(path, LoraSettings(), seed=0)
     config = SFTConfig(n_epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, seed=0)
     start = time.perf_counter()
-    result = train(model, config, examples, Quiet(), pad_id=pad_id)
+    result = train(model, config, examples, MetricsRecorder(), pad_id=pad_id)
     wall = time.perf_counter() - start
     real = sum(len(e.input_ids) for e in examples) * args.epochs
     return {"wall": wall, "real": real, "slots": result.processed_tokens,
