@@ -15,6 +15,7 @@ from typing import Any, Literal, Protocol
 
 import torch
 
+from trainer.attention import use_segment_attention
 from trainer.data import IGNORE_INDEX, TokenizedExample
 
 StopRequest = Literal["cancel", "pause"] | None
@@ -53,19 +54,13 @@ class SFTConfig:
     lora: LoraSettings = field(default_factory=LoraSettings)
     log_every_steps: int = 1
     pack: bool = True
-    """Padding-free packing: each optimizer step's examples go into as few rows as fit
-    `max_tokens_per_microbatch`, one after another, with `position_ids` restarting at each
-    example (so no token attends across examples). False: rows padded to the longest."""
-    max_tokens_per_row: int = 512
-    """Length of a packed row (a longer example gets a row of its own). Attention over a row
-    costs its length squared, masked or not, so rows stay short; more rows go in each pass."""
+    """Padding-free packing: each optimizer step's examples are laid end to end in as few rows as
+    fit `max_tokens_per_microbatch`, with `position_ids` restarting at each example and attention
+    confined to each example (`trainer.attention`). False: one batch padded to the longest."""
     max_tokens_per_microbatch: int | None = None
-    """Tokens one forward pass may hold (rows times width); a step's rows beyond it go to further
-    passes (gradients accumulate, so `batch_size` still means examples per optimizer step).
-    Unset: 4,096 tokens on the CPU and 16,384 on a GPU, which needs wide passes to be busy."""
-    min_row_fill: float = 0.95
-    """A row joins a pass only if it is at least this share of the pass's widest row, which
-    bounds the padding stacking adds to about 5%."""
+    """Tokens one forward pass may hold: the length of a packed row (a longer example gets a row of
+    its own). A step's further rows are further passes whose gradients accumulate, so `batch_size`
+    still means examples per optimizer step. Unset: 4,096 on the CPU and 16,384 on a GPU."""
     warmup_ratio: float = 0.03
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
@@ -112,18 +107,14 @@ def _pack_rows(examples: list[TokenizedExample], budget: int) -> list[list[Token
 def pack(examples: list[TokenizedExample]) -> dict[str, torch.Tensor]:
     """One row of examples laid end to end, as a batch of one, with no padding.
 
-    `position_ids` restart at 0 for each example: with no `attention_mask`, transformers builds
-    a block-diagonal causal mask from them. The first label of each example is ignored, so the
-    last token of one example is never trained to predict the first of the next.
+    `position_ids` restart at 0 for each example; attention reads them to keep each example to
+    itself. The first label of each example is ignored, so the last token of one example is never
+    trained to predict the first of the next.
 
     Example:
         >>> pack([TokenizedExample([5, 6], [-100, 6]), TokenizedExample([7, 8, 9], [-100, 8, 9])])["position_ids"]
         tensor([[0, 1, 0, 1, 2]])
     """
-    return pack_rows([examples], pad_id=0)
-
-
-def _row(examples: list[TokenizedExample]) -> tuple[list[int], list[int], list[int]]:
     ids: list[int] = []
     labels: list[int] = []
     positions: list[int] = []
@@ -131,46 +122,20 @@ def _row(examples: list[TokenizedExample]) -> tuple[list[int], list[int], list[i
         ids += example.input_ids
         labels += [IGNORE_INDEX, *example.labels[1:]]
         positions += range(len(example.input_ids))
-    return ids, labels, positions
-
-
-def pack_rows(rows: list[list[TokenizedExample]], pad_id: int) -> dict[str, torch.Tensor]:
-    """Packed rows stacked into one batch; a shorter row's tail is padding that forms a sequence
-    of its own (its positions restart at 0), so no real token attends to it, and carries no loss."""
-    built = [_row(row) for row in rows]
-    width = max(len(ids) for ids, _, _ in built)
-    ids_out, labels_out, positions_out = [], [], []
-    for ids, labels, positions in built:
-        gap = width - len(ids)
-        ids_out.append(ids + [pad_id] * gap)
-        labels_out.append(labels + [IGNORE_INDEX] * gap)
-        positions_out.append(positions + list(range(gap)))
     return {
-        "input_ids": torch.tensor(ids_out),
-        "labels": torch.tensor(labels_out),
-        "position_ids": torch.tensor(positions_out),
+        "input_ids": torch.tensor([ids]),
+        "labels": torch.tensor([labels]),
+        "position_ids": torch.tensor([positions]),
     }
 
 
 def microbatches(examples: list[TokenizedExample], pad_id: int, config: SFTConfig) -> list[dict[str, torch.Tensor]]:
-    """The forward passes of one optimizer step: packed rows grouped by length, or one padded batch."""
+    """The forward passes of one optimizer step: one packed row each, or one padded batch."""
     if not config.pack:
         return [_collate(examples, pad_id)]
-    budget = max(config.max_tokens_per_row, max(len(e.input_ids) for e in examples))
-    rows = _pack_rows(examples, budget)
-    rows.sort(key=lambda row: sum(len(e.input_ids) for e in row), reverse=True)
     limit = config.max_tokens_per_microbatch or (16_384 if torch.cuda.is_available() else 4_096)
-    groups: list[list[list[TokenizedExample]]] = []
-    for row in rows:  # widest first: each group's first row sets its width
-        size = sum(len(e.input_ids) for e in row)
-        group = groups[-1] if groups else None
-        width = sum(len(e.input_ids) for e in group[0]) if group else 0
-        # Stack only rows nearly as wide as the group's first: fewer passes, almost no padding.
-        if group is None or width * (len(group) + 1) > limit or size < config.min_row_fill * width:
-            groups.append([row])
-        else:
-            group.append(row)
-    return [pack_rows(group, pad_id) for group in groups]
+    budget = max(limit, max(len(e.input_ids) for e in examples))
+    return [pack(row) for row in _pack_rows(examples, budget)]
 
 
 def _collate(examples: list[TokenizedExample], pad_id: int) -> dict[str, torch.Tensor]:
@@ -190,12 +155,19 @@ def loss_sums(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor,
     """Summed token loss over labelled positions, and the count of correct predictions.
 
     A packed batch carries `position_ids` and no `attention_mask`; a padded one the reverse.
+    For a single (packed) row, logits are computed only where a label follows: the output layer
+    and the loss skip the prompt tokens entirely.
     """
     device = next(model.parameters()).device
     inputs = {k: batch[k].to(device) for k in ("input_ids", "attention_mask", "position_ids") if k in batch}
-    logits = model(**inputs, use_cache=False).logits
-    shifted = logits[:, :-1].float()
     targets = batch["labels"][:, 1:].to(device)
+    if targets.shape[0] == 1:
+        keep = (targets[0] != IGNORE_INDEX).nonzero().squeeze(1)
+        logits = model(**inputs, use_cache=False, logits_to_keep=keep).logits[0].float()
+        wanted = targets[0, keep]
+        loss = torch.nn.functional.cross_entropy(logits, wanted, reduction="sum")
+        return loss, (logits.argmax(-1) == wanted).sum()
+    shifted = model(**inputs, use_cache=False).logits[:, :-1].float()
     valid = targets != IGNORE_INDEX
     loss = torch.nn.functional.cross_entropy(
         shifted.reshape(-1, shifted.size(-1)), targets.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
@@ -253,6 +225,7 @@ def load_lora_model(base_path: Path, lora: LoraSettings, *, seed: int, device: t
         task_type="CAUSAL_LM",
     )
     model = get_peft_model(base, config)
+    use_segment_attention(model)
     for param in model.parameters():
         if param.requires_grad:
             param.data = param.data.float()

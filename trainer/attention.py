@@ -1,0 +1,109 @@
+"""Attention over packed rows one example at a time: variable-length attention without a kernel.
+
+A packed row holds several examples, and `position_ids` restart at 0 where each begins. The
+stock `sdpa` path turns that into a block-diagonal mask over the whole row: it costs the row's
+length squared whatever its examples' lengths, and a mask keeps sdpa off its causal fast path.
+`segment_attention` runs causal attention on each example's span instead, so the cost is the sum
+of the examples' squared lengths, no mask is built, and no token can see another example. Rows
+can then be as long as a forward pass may be, and a step needs no padding at all.
+
+`use_segment_attention(model)` switches a loaded model to it; with flash-attn installed on a GPU,
+`flash_attention_2` does the same in one kernel (it reads the same `position_ids`) and is chosen
+instead. Padded batches must be padded on the right: under causal attention a real token never
+sees the padding after it, so no mask is needed for them either.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import torch
+
+SEGMENT_ATTENTION = "ftserve_segments"
+"""The name this implementation is registered under with transformers."""
+
+_spans_cache = threading.local()
+
+
+def _spans(position_ids: torch.Tensor | None, rows: int, length: int) -> list[list[tuple[int, int]]]:
+    """Each row's `(start, end)` spans: a new one wherever the position restarts at 0.
+
+    Computed once per forward pass: every layer gets the same `position_ids` tensor.
+
+    Example:
+        >>> _spans(torch.tensor([[0, 1, 2, 0, 1]]), 1, 5)
+        [[(0, 3), (3, 5)]]
+    """
+    if position_ids is None:
+        return [[(0, length)]] * rows
+    cached = getattr(_spans_cache, "entry", None)
+    if cached is not None and cached[0] is position_ids:
+        return cached[1]
+    starts: list[list[int]] = [[0] for _ in range(rows)]
+    expanded = position_ids.expand(rows, -1) if position_ids.shape[0] != rows else position_ids
+    for row, column in (expanded[:, 1:] == 0).nonzero().tolist():  # one host sync per pass
+        starts[row].append(column + 1)
+    spans = [[(s, e) for s, e in zip(row, [*row[1:], length], strict=True)] for row in starts]
+    _spans_cache.entry = (position_ids, spans)
+    return spans
+
+
+def segment_attention(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    position_ids: torch.Tensor | None = None,
+    **_: Any,
+) -> tuple[torch.Tensor, None]:
+    """transformers' attention-function signature: `query` is (batch, heads, length, head_dim);
+    the result is (batch, length, heads, head_dim), as `sdpa` returns it."""
+    del attention_mask  # never built for this implementation (see the module docstring)
+    rows, heads, length, _dim = query.shape
+    if key.shape[1] != heads:  # grouped-query attention: share each key/value head
+        key = key.repeat_interleave(heads // key.shape[1], dim=1)
+        value = value.repeat_interleave(heads // value.shape[1], dim=1)
+    if key.shape[2] != length:  # queries after cached keys (generation): no packing there
+        causal = torch.ones(length, key.shape[2], dtype=torch.bool, device=query.device).tril(key.shape[2] - length)
+        out = torch.nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=causal, scale=scaling)
+        return out.transpose(1, 2).contiguous(), None
+    spans = _spans(position_ids, rows, length)
+
+    def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        sdpa = torch.nn.functional.scaled_dot_product_attention
+        return sdpa(q, k, v, dropout_p=dropout, is_causal=True, scale=scaling)
+
+    if all(len(row) == 1 for row in spans):  # nothing packed: one causal call for the batch
+        return attend(query, key, value).transpose(1, 2).contiguous(), None
+    out_rows = []
+    for row, row_spans in enumerate(spans):
+        q, k, v = query[row : row + 1], key[row : row + 1], value[row : row + 1]
+        pieces = [attend(q[:, :, s:e], k[:, :, s:e], v[:, :, s:e]) for s, e in row_spans]
+        out_rows.append(torch.cat(pieces, dim=2))
+    return torch.cat(out_rows, dim=0).transpose(1, 2).contiguous(), None
+
+
+def _register() -> None:
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(SEGMENT_ATTENTION, segment_attention)
+
+
+def use_segment_attention(model: Any) -> str:
+    """Switch `model` (a transformers model, or a peft model around one) to per-example attention,
+    or to `flash_attention_2` where flash-attn is installed and the model is on a GPU. Returns the
+    implementation chosen."""
+    from transformers.utils import is_flash_attn_2_available
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    on_gpu = next(base.parameters()).device.type == "cuda"
+    if on_gpu and is_flash_attn_2_available():
+        base.set_attn_implementation("flash_attention_2")
+        return "flash_attention_2"
+    _register()
+    base.set_attn_implementation(SEGMENT_ATTENTION)
+    return SEGMENT_ATTENTION
