@@ -126,6 +126,16 @@ class Settings(BaseSettings):
     trainer_threads: int | None = None
     """CPU threads torch may use in a trainer; unset: torch's default."""
 
+    trainer_tokens_per_pass: int | None = None
+    """Tokens in one forward pass of the trainer (a packed row); unset: 4,096 on the CPU, 16,384
+    on a GPU. Raise it on large GPUs, lower it (or turn on checkpointing) when memory runs out."""
+
+    trainer_gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass: about a third more compute, far less memory."""
+
+    trainer_peak_flops: float | None = None
+    """One device's peak FLOP/s, for the `mfu` in metric events; unset: known GPUs' bf16 peak."""
+
     def resolved_data_dir(self) -> Path:
         return self.data_dir.expanduser().resolve()
 

@@ -199,6 +199,7 @@ def make_stack(request: pytest.FixtureRequest, label: str, data_dir: Path, **env
         "FTSERVE_PORT": str(free_port()),
         "FTSERVE_RECONCILE_INTERVAL_S": "0.5",
         "FTSERVE_TRAINER_THREADS": "1",
+        "FTSERVE_TRAINER_PEAK_FLOPS": "1e12",  # a nominal peak, so that metric events carry `mfu`
     }
     for name in ("DATABASE_URL", "STORAGE_URL", "REDIS_URL", "FTSERVE_S3_ENDPOINT_URL"):
         env.pop(name, None)

@@ -189,3 +189,30 @@ def test_same_seed_same_adapter(tiny_chat: Path, tokenizer: Any) -> None:
         runs.append(lora_weights(model))
     for name in runs[0]:
         assert torch.equal(runs[0][name], runs[1][name])
+
+
+def test_gradient_checkpointing_trains_the_same_adapter(tiny_chat: Path, tokenizer: Any) -> None:
+    config = SFTConfig(n_epochs=1, batch_size=4, learning_rate=5e-3, seed=5)
+    runs = []
+    for checkpointing in (False, True):
+        model = load_lora_model(tiny_chat, config.lora, seed=config.seed, gradient_checkpointing=checkpointing)
+        assert model.get_base_model().is_gradient_checkpointing == checkpointing
+        train(model, config, qa_examples(tokenizer), Recorder(), pad_id=tokenizer.pad_token_id)
+        runs.append(lora_weights(model))
+    for name, tensor in runs[0].items():
+        torch.testing.assert_close(runs[1][name], tensor, rtol=1e-5, atol=1e-6)
+
+
+def test_metrics_carry_tokens_per_second_and_mfu(tiny_chat: Path, tokenizer: Any) -> None:
+    config = SFTConfig(n_epochs=1, batch_size=4, learning_rate=5e-3, seed=0, peak_flops=1e12)
+    model = load_lora_model(tiny_chat, config.lora, seed=0)
+    recorder = Recorder()
+    train(model, config, qa_examples(tokenizer), recorder, pad_id=tokenizer.pad_token_id)
+    per_token = 4 * sum(p.numel() for p in model.parameters())
+    for _, metrics in recorder.metrics:
+        assert metrics["tokens_per_second"] > 0
+        assert metrics["mfu"] == pytest.approx(per_token * metrics["tokens_per_second"] / 1e12)
+    unknown = Recorder()  # no peak known (a CPU, unset): no MFU rather than a made-up one
+    train(model, SFTConfig(n_epochs=1, batch_size=4, learning_rate=5e-3, seed=0), qa_examples(tokenizer), unknown,
+          pad_id=tokenizer.pad_token_id)  # fmt: skip
+    assert all("mfu" not in metrics for _, metrics in unknown.metrics)

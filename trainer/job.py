@@ -28,7 +28,8 @@ from trainer.artifacts import results_csv, write_marker
 from trainer.data import tokenize_chat
 from trainer.dpo import DPOObjective, tokenize_preference
 from trainer.loop import run
-from trainer.sft import LoraSettings, SFTConfig, SFTObjective, StopRequest, load_lora_model
+from trainer.sft import LoraSettings, SFTConfig, SFTObjective, StopRequest, load_lora_model, training_device
+from trainer.throughput import device_peak_flops
 
 log = logging.getLogger("ftserve.trainer")
 Control = Literal["cancel", "pause", "requeue", "lost"]
@@ -212,8 +213,11 @@ def run_training(spec: JobSpec, storage: ObjectStorage, settings: Settings, repo
         learning_rate=spec.base.learning_rate * float(hp["learning_rate_multiplier"]),
         seed=spec.seed,
         lora=lora,
+        max_tokens_per_microbatch=settings.trainer_tokens_per_pass,
+        gradient_checkpointing=settings.trainer_gradient_checkpointing,
+        peak_flops=settings.trainer_peak_flops or device_peak_flops(training_device()),
     )
-    model = load_lora_model(base_path, lora, seed=spec.seed)
+    model = load_lora_model(base_path, lora, seed=spec.seed, gradient_checkpointing=config.gradient_checkpointing)
     info = {
         "base_model": spec.base.name,
         "base_source": spec.base.source,

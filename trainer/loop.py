@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import torch
 
 from trainer.sft import SFTConfig, StepOutcome, TrainingCallbacks, TrainResult
+from trainer.throughput import flops_per_token, model_flop_utilisation
 
 
 class Objective(Protocol):
@@ -128,6 +129,7 @@ def run(
         }
 
     last_metrics: dict[str, float] = {}
+    flops = flops_per_token(model)
     processed = 0  # tokens through the model since the last metrics report, for tokens/s
     processed_total = 0
     since = time.perf_counter()
@@ -164,7 +166,10 @@ def run(
                 continue
             if step % config.log_every_steps == 0 or step == total_steps:
                 now = time.perf_counter()
-                metrics = {**last_metrics, "tokens_per_second": processed / max(now - since, 1e-9)}
+                rate = processed / max(now - since, 1e-9)
+                metrics = {**last_metrics, "tokens_per_second": rate}
+                if config.peak_flops:
+                    metrics["mfu"] = model_flop_utilisation(flops, rate, config.peak_flops, ranks.world)
                 processed, since = 0, now
                 if validation and (step % steps_per_epoch == 0 or step == total_steps):
                     metrics |= objective.evaluate(model, validation)

@@ -7,6 +7,7 @@ through a `TrainingCallbacks` object (metrics, checkpoints, whether to stop).
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from dataclasses import dataclass, field
@@ -17,6 +18,8 @@ import torch
 
 from trainer.attention import use_segment_attention
 from trainer.data import IGNORE_INDEX, TokenizedExample
+
+logger = logging.getLogger(__name__)
 
 StopRequest = Literal["cancel", "pause"] | None
 
@@ -61,6 +64,11 @@ class SFTConfig:
     """Tokens one forward pass may hold: the length of a packed row (a longer example gets a row of
     its own). A step's further rows are further passes whose gradients accumulate, so `batch_size`
     still means examples per optimizer step. Unset: 4,096 on the CPU and 16,384 on a GPU."""
+    gradient_checkpointing: bool = False
+    """Recompute each layer's activations in the backward pass instead of keeping them: about a
+    third more compute for far less memory, so longer rows (or larger models) fit a device."""
+    peak_flops: float | None = None
+    """One device's peak FLOP/s; when known, metric events carry `mfu` (`trainer.throughput`)."""
     warmup_ratio: float = 0.03
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
@@ -160,13 +168,14 @@ def loss_sums(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor,
     """
     device = next(model.parameters()).device
     inputs = {k: batch[k].to(device) for k in ("input_ids", "attention_mask", "position_ids") if k in batch}
-    targets = batch["labels"][:, 1:].to(device)
-    if targets.shape[0] == 1:
-        keep = (targets[0] != IGNORE_INDEX).nonzero().squeeze(1)
-        logits = model(**inputs, use_cache=False, logits_to_keep=keep).logits[0].float()
-        wanted = targets[0, keep]
+    if batch["labels"].shape[0] == 1:
+        # Found on the host, where the labels are: no device sync.
+        keep = (batch["labels"][0, 1:] != IGNORE_INDEX).nonzero().squeeze(1)
+        wanted = batch["labels"][0, 1:][keep].to(device)
+        logits = model(**inputs, use_cache=False, logits_to_keep=keep.to(device)).logits[0].float()
         loss = torch.nn.functional.cross_entropy(logits, wanted, reduction="sum")
         return loss, (logits.argmax(-1) == wanted).sum()
+    targets = batch["labels"][:, 1:].to(device)
     shifted = model(**inputs, use_cache=False).logits[:, :-1].float()
     valid = targets != IGNORE_INDEX
     loss = torch.nn.functional.cross_entropy(
@@ -207,9 +216,20 @@ def training_device() -> torch.device:
     return torch.device("cpu")
 
 
-def load_lora_model(base_path: Path, lora: LoraSettings, *, seed: int, device: torch.device | None = None) -> Any:
-    """The base model with a fresh LoRA adapter. On a GPU the frozen base is bf16 and the adapter
-    float32 (its optimizer state stays exact); on the CPU everything is float32."""
+def load_lora_model(
+    base_path: Path,
+    lora: LoraSettings,
+    *,
+    seed: int,
+    device: torch.device | None = None,
+    gradient_checkpointing: bool = False,
+) -> Any:
+    """The base model with a fresh LoRA adapter, attending per example (`trainer.attention`).
+
+    On a GPU the frozen base is bf16 and the adapter float32 (its optimizer state stays exact),
+    and Liger's fused kernels are applied when `liger-kernel` is installed; on the CPU everything
+    is float32.
+    """
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
@@ -217,6 +237,11 @@ def load_lora_model(base_path: Path, lora: LoraSettings, *, seed: int, device: t
     torch.manual_seed(seed)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     base = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype).to(device)
+    if device.type == "cuda":
+        _apply_fused_kernels(base)
+    if gradient_checkpointing:
+        # Non-reentrant checkpointing needs no input that requires grad, which a frozen base lacks.
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     config = LoraConfig(
         r=lora.r,
         lora_alpha=lora.alpha,
@@ -230,6 +255,20 @@ def load_lora_model(base_path: Path, lora: LoraSettings, *, seed: int, device: t
         if param.requires_grad:
             param.data = param.data.float()
     return model
+
+
+def _apply_fused_kernels(base: Any) -> None:
+    """Liger's RMSNorm, RoPE and SwiGLU kernels, where installed; the loss stays ours (it computes
+    logits only at labelled positions). A model Liger does not know is left as it is."""
+    try:
+        from liger_kernel.transformers import _apply_liger_kernel_to_instance
+    except ImportError:
+        return
+    try:
+        _apply_liger_kernel_to_instance(model=base, rope=True, rms_norm=True, swiglu=True, cross_entropy=False,
+                                        fused_linear_cross_entropy=False)  # fmt: skip
+    except Exception as exc:  # an unsupported architecture must not fail the job
+        logger.warning("Liger kernels not applied: %s", exc)
 
 
 @dataclass
