@@ -10,7 +10,7 @@ import torch
 from transformers import AutoTokenizer
 
 from tests.support import QA, MetricsRecorder
-from trainer.dpo import DPOObjective, PreferencePair, sequence_logps, tokenize_preference
+from trainer.dpo import DPOObjective, PreferencePair, packed_sequence_logps, sequence_logps, tokenize_preference
 from trainer.loop import run
 from trainer.sft import LoraSettings, SFTConfig, _collate, load_lora_model
 from trainer.tiny_model import ensure_tiny_chat
@@ -76,3 +76,16 @@ def test_dpo_raises_the_preferred_margin_above_the_base(tiny_chat: Path) -> None
     assert last["train_reward_margin"] > first["train_reward_margin"]
     assert last["train_preference_accuracy"] == 1.0
     assert last["valid_preference_accuracy"] == 1.0
+
+
+def test_packed_log_probabilities_equal_the_padded_ones(tiny_chat: Path) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(tiny_chat)
+    pairs = [tokenize_preference(tokenizer, line, max_tokens=512) for line in preference_lines()[:6]]
+    sequences = [p.chosen for p in pairs] + [p.rejected for p in pairs]
+    model = load_lora_model(tiny_chat, LoraSettings(), seed=0).eval()
+    with torch.no_grad():
+        packed, labelled_tokens = packed_sequence_logps(model, sequences)
+        model.get_base_model().set_attn_implementation("sdpa")  # the reference: stock masked attention
+        padded = sequence_logps(model, _collate(sequences, tokenizer.pad_token_id))
+    torch.testing.assert_close(packed, padded, atol=1e-4, rtol=1e-5)
+    assert labelled_tokens == sum(s.trained_tokens for s in sequences)

@@ -6,6 +6,7 @@ so DPO costs no second copy of the weights. For each pair the loss is
     -log sigmoid(beta * ((logp(chosen) - logp_ref(chosen)) - (logp(rejected) - logp_ref(rejected))))
 
 with log-probabilities summed over the output's tokens only; `beta * (...)` is the reward margin.
+A step's chosen and rejected sequences run packed in one row, without padding, as SFT's do.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 import torch
 
 from trainer.data import IGNORE_INDEX, TokenizedExample, tokenize_chat
-from trainer.sft import SFTConfig, StepOutcome, _collate, labelled
+from trainer.sft import SFTConfig, StepOutcome, pack
 
 
 @dataclass
@@ -47,8 +48,23 @@ def tokenize_preference(tokenizer: Any, example: dict[str, Any], *, max_tokens: 
     return PreferencePair(*outputs)
 
 
+def packed_sequence_logps(model: Any, sequences: list[TokenizedExample]) -> tuple[torch.Tensor, int]:
+    """Per sequence, the summed log-probability of its labelled tokens, from one packed row with
+    logits only where a label follows; and the count of those labels."""
+    device = next(model.parameters()).device
+    batch = pack(sequences)
+    targets = batch["labels"][0, 1:]
+    keep = (targets != IGNORE_INDEX).nonzero().squeeze(1)
+    lengths = torch.tensor([len(s.input_ids) for s in sequences])
+    owner = torch.repeat_interleave(torch.arange(len(sequences)), lengths)[1:][keep].to(device)
+    inputs = {k: batch[k].to(device) for k in ("input_ids", "position_ids")}
+    logits = model(**inputs, use_cache=False, logits_to_keep=keep.to(device)).logits[0].float()
+    picked = torch.log_softmax(logits, -1).gather(1, targets[keep].to(device).unsqueeze(1)).squeeze(1)
+    return torch.zeros(len(sequences), device=device).index_add(0, owner, picked), int(keep.numel())
+
+
 def sequence_logps(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Per row, the summed log-probability of its labelled tokens."""
+    """Per row of a padded batch, the summed log-probability of its labelled tokens."""
     device = next(model.parameters()).device
     inputs = {k: batch[k].to(device) for k in ("input_ids", "attention_mask")}
     logits = model(**inputs, use_cache=False).logits
@@ -66,14 +82,15 @@ class DPOObjective:
         self.pad_id = pad_id
         self.beta = beta
 
-    def margins(self, model: Any, pairs: list[PreferencePair]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        batch = _collate([p.chosen for p in pairs] + [p.rejected for p in pairs], self.pad_id)
-        policy = sequence_logps(model, batch)
+    def margins(self, model: Any, pairs: list[PreferencePair]) -> tuple[torch.Tensor, int, int]:
+        """Each pair's reward margin; the labelled and the processed tokens of the pass."""
+        sequences = [p.chosen for p in pairs] + [p.rejected for p in pairs]
+        policy, labelled_tokens = packed_sequence_logps(model, sequences)
         with torch.no_grad(), model.disable_adapter():
-            reference = sequence_logps(model, batch)
+            reference, _ = packed_sequence_logps(model, sequences)
         n = len(pairs)
         margin = self.beta * ((policy[:n] - reference[:n]) - (policy[n:] - reference[n:]))
-        return margin, batch
+        return margin, labelled_tokens, sum(len(s.input_ids) for s in sequences)
 
     def normaliser(self, items: list[PreferencePair]) -> int:
         return len(items)
@@ -81,7 +98,7 @@ class DPOObjective:
     def step(self, model: Any, items: list[PreferencePair], config: SFTConfig, normaliser: int) -> StepOutcome:
         if not items:
             return StepOutcome(0.0, {"train_reward_margin": 0.0, "train_preference_accuracy": 0.0}, 0, 0)
-        margin, batch = self.margins(model, items)
+        margin, trained, processed = self.margins(model, items)
         loss = -torch.nn.functional.logsigmoid(margin).sum() / normaliser
         loss.backward()
         return StepOutcome(
@@ -90,14 +107,14 @@ class DPOObjective:
                 "train_reward_margin": float(margin.detach().sum()) / normaliser,
                 "train_preference_accuracy": float((margin.detach() > 0).float().sum()) / normaliser,
             },
-            trained_tokens=labelled(batch),
-            processed_tokens=int(batch["input_ids"].numel()),
+            trained_tokens=trained,
+            processed_tokens=processed,
         )
 
     @torch.no_grad()
     def evaluate(self, model: Any, items: list[PreferencePair]) -> dict[str, float]:
         model.eval()
-        margin, _ = self.margins(model, items)
+        margin, _, _ = self.margins(model, items)
         model.train()
         return {
             "valid_loss": float(-torch.nn.functional.logsigmoid(margin).mean()),
