@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 from tests.support import MetricsRecorder  # noqa: E402
 from trainer.data import TokenizedExample, tokenize_chat  # noqa: E402
 from trainer.sft import LoraSettings, SFTConfig, evaluate, load_lora_model, train  # noqa: E402
+from trainer.throughput import model_flop_utilisation  # noqa: E402
 from trainer.tiny_model import ensure_tiny_chat  # noqa: E402
 
 WORDS = [
@@ -169,7 +170,8 @@ def main() -> int:
           + (f" {'MFU':>6s}" if args.peak_flops else ""))  # fmt: skip
     for label, r in results.items():
         # MFU counts the tokens the device computed, padding included: that is the work it did.
-        mfu = f" {4 * parameters * r['slots'] / r['wall'] / args.peak_flops:6.1%}" if args.peak_flops else ""
+        rate = r["slots"] / r["wall"]
+        mfu = f" {model_flop_utilisation(4 * parameters, rate, args.peak_flops):6.1%}" if args.peak_flops else ""
         print(f"{label:28s} {r['real'] / r['wall']:14.0f} {r['real'] / r['slots']:13.3f} {r['wall']:8.1f} "
               f"{r['loss']:11.4f}{mfu}")  # fmt: skip
     print(f"base model parameters: {parameters / 1e6:.1f} M")

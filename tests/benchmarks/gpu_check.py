@@ -3,15 +3,10 @@ packed trainer against a plain Hugging Face `Trainer` + peft, a fixed number of 
 
     python tests/benchmarks/gpu_check.py            (about 3 minutes on one H100-class GPU)
 
-Prints real tokens/s of both, their ratio, and each one's model FLOP utilisation:
-
-    MFU = 4 * N * tokens_per_second / peak_bf16_flops
-
-N is the base model's parameter count. A LoRA step costs about 2N FLOPs per token forward
-and 2N backward (activation gradients only: the base weights get none); the adapter and
-attention add a few percent, which the formula leaves out, so MFU is slightly understated.
-Peak bf16 dense FLOPs come from the device name (H100/H200 989e12, A100 312e12, L40S 362e12,
-A10 125e12); set PEAK_FLOPS to override.
+Prints real tokens/s of both, their ratio, and each one's model FLOP utilisation,
+MFU = 4 * N * tokens_per_second / peak_bf16_flops (the formula and why: `trainer/throughput.py`).
+The peak comes from the device name (`trainer.throughput.PEAK_BF16_FLOPS`); set PEAK_FLOPS to
+override it.
 """
 
 from __future__ import annotations
@@ -23,17 +18,20 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import bench_trainer
 
-PEAKS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12}
+from trainer.throughput import device_peak_flops
 
 
 def peak_flops() -> float:
     if "PEAK_FLOPS" in os.environ:
         return float(os.environ["PEAK_FLOPS"])
-    name = torch.cuda.get_device_name()
-    return next((peak for key, peak in PEAKS.items() if key in name), 989e12)
+    peak = device_peak_flops(torch.device("cuda", 0))
+    if peak is None:
+        raise SystemExit(f"unknown peak for {torch.cuda.get_device_name()}: set PEAK_FLOPS")
+    return peak
 
 
 def main() -> int:
