@@ -1,4 +1,4 @@
-"""Attention over packed rows one example at a time: variable-length attention without a kernel.
+"""Attention over packed rows one example at a time: variable-length attention.
 
 A packed row holds several examples, and `position_ids` restart at 0 where each begins. The
 stock `sdpa` path turns that into a block-diagonal mask over the whole row: it costs the row's
@@ -7,23 +7,30 @@ length squared whatever its examples' lengths, and a mask keeps sdpa off its cau
 of the examples' squared lengths, no mask is built, and no token can see another example. Rows
 can then be as long as a forward pass may be, and a step needs no padding at all.
 
-`use_segment_attention(model)` switches a loaded model to it; with flash-attn installed on a GPU,
-`flash_attention_2` does the same in one kernel (it reads the same `position_ids`) and is chosen
-instead. Padded batches must be padded on the right: under causal attention a real token never
-sees the padding after it, so no mask is needed for them either.
+On a GPU, in half precision, all spans go to one variable-length flash-attention call
+(`torch.nn.attention.varlen`) instead of one call each. `use_segment_attention(model)` switches
+a loaded model to this; with the flash-attn package installed on a GPU, transformers'
+`flash_attention_2` does the same from the same `position_ids` and is chosen instead.
+
+Padded batches must be padded on the right: under causal attention a real token never sees the
+padding after it, so no mask is needed for them either.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any
 
 import torch
 
+logger = logging.getLogger(__name__)
+
 SEGMENT_ATTENTION = "ftserve_segments"
 """The name this implementation is registered under with transformers."""
 
 _spans_cache = threading.local()
+_varlen_failed = False
 
 
 def _spans(position_ids: torch.Tensor | None, rows: int, length: int) -> list[list[tuple[int, int]]]:
@@ -72,6 +79,10 @@ def segment_attention(
         out = torch.nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=causal, scale=scaling)
         return out.transpose(1, 2).contiguous(), None
     spans = _spans(position_ids, rows, length)
+    if dropout == 0.0:
+        fused = _varlen(query, key, value, spans, scaling)
+        if fused is not None:
+            return fused, None
 
     def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         sdpa = torch.nn.functional.scaled_dot_product_attention
@@ -85,6 +96,41 @@ def segment_attention(
         pieces = [attend(q[:, :, s:e], k[:, :, s:e], v[:, :, s:e]) for s, e in row_spans]
         out_rows.append(torch.cat(pieces, dim=2))
     return torch.cat(out_rows, dim=0).transpose(1, 2).contiguous(), None
+
+
+def _varlen(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    spans: list[list[tuple[int, int]]],
+    scaling: float | None,
+) -> torch.Tensor | None:
+    """Every span of every row in one causal flash-attention call; None where that kernel is
+    unavailable (the CPU, float32, an older torch, or a GPU it does not support)."""
+    global _varlen_failed
+    if _varlen_failed or query.device.type != "cuda" or query.dtype not in (torch.float16, torch.bfloat16):
+        return None
+    try:
+        from torch.nn.attention.varlen import varlen_attn
+    except ImportError:
+        _varlen_failed = True
+        return None
+    rows, heads, length, dim = query.shape
+    bounds = [row * length + start for row, row_spans in enumerate(spans) for start, _ in row_spans]
+    cumulative = torch.tensor([*bounds, rows * length], dtype=torch.int32, device=query.device)
+    longest = max(end - start for row_spans in spans for start, end in row_spans)
+
+    def tokens_first(t: torch.Tensor) -> torch.Tensor:  # (rows, heads, length, dim) -> (tokens, heads, dim)
+        return t.transpose(1, 2).reshape(rows * length, t.shape[1], dim)
+
+    try:
+        out = varlen_attn(tokens_first(query), tokens_first(key), tokens_first(value), cumulative, cumulative,
+                          longest, longest, scale=scaling, window_size=(-1, 0))  # fmt: skip
+    except (RuntimeError, NotImplementedError, ValueError) as exc:
+        logger.warning("variable-length flash attention unavailable, attending span by span: %s", exc)
+        _varlen_failed = True
+        return None
+    return out.view(rows, length, heads, dim)
 
 
 def _register() -> None:
