@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from trainer.attention import SEGMENT_ATTENTION, _spans, use_segment_attention
+from trainer.attention import SEGMENT_ATTENTION, _spans, segment_attention, use_segment_attention
 
 
 def tiny_llama(kv_heads: int) -> LlamaForCausalLM:
@@ -51,3 +51,26 @@ def test_generation_with_a_cache_is_unchanged() -> None:
         use_segment_attention(model)
         ours = model.generate(prompt, max_new_tokens=8, do_sample=False)
     assert torch.equal(ours, stock)
+
+
+@pytest.mark.parametrize("family", ["mistral-sliding-window", "gemma2-softcap"])
+def test_models_with_features_it_lacks_stay_exact_on_sdpa(family: str) -> None:
+    from transformers import Gemma2Config, Gemma2ForCausalLM, MistralConfig, MistralForCausalLM
+
+    torch.manual_seed(0)
+    shape = {"vocab_size": 97, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+             "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
+             "attn_implementation": "sdpa"}  # fmt: skip
+    if family.startswith("mistral"):
+        model = MistralForCausalLM(MistralConfig(**shape, sliding_window=8)).eval()
+    else:
+        model = Gemma2ForCausalLM(Gemma2Config(**shape, sliding_window=8, attn_logit_softcapping=50.0)).eval()
+    assert use_segment_attention(model) == "sdpa"
+    ids, positions = packed_rows()
+    with torch.no_grad():
+        packed = model(input_ids=ids, position_ids=positions, use_cache=False).logits
+        alone = model(input_ids=ids[:1, 7:32], use_cache=False).logits
+    torch.testing.assert_close(packed[0, 7:32], alone[0], atol=1e-5, rtol=1e-4)
+    q = torch.randn(1, 4, 6, 16)
+    with pytest.raises(ValueError, match="sliding_window"):  # never silently wrong if called anyway
+        segment_attention(torch.nn.Module(), q, q, q, None, position_ids=torch.arange(6)[None], sliding_window=8)

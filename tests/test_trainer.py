@@ -203,15 +203,29 @@ def test_gradient_checkpointing_trains_the_same_adapter(tiny_chat: Path, tokeniz
         torch.testing.assert_close(runs[1][name], tensor, rtol=1e-5, atol=1e-6)
 
 
+def test_flop_count_matches_what_torch_counts(tiny_chat: Path, tokenizer: Any) -> None:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from trainer.sft import SFTObjective
+    from trainer.throughput import ModelFlops
+
+    config = SFTConfig(n_epochs=1, batch_size=8, learning_rate=5e-3, seed=0)
+    model = load_lora_model(tiny_chat, config.lora, seed=0)
+    objective, items = SFTObjective(tokenizer.pad_token_id), qa_examples(tokenizer)[:8]
+    with FlopCounterMode(display=False) as counted:
+        outcome = objective.step(model, items, config, objective.normaliser(items))
+    estimate = ModelFlops.of(model).training(outcome.processed_tokens, outcome.trained_tokens)
+    # Within 10%: the estimate leaves out attention scores and the adapter's weight gradients, and
+    # counts input gradients that autograd skips in the first layer (its input needs none).
+    assert abs(estimate / counted.get_total_flops() - 1) < 0.1
+
+
 def test_metrics_carry_tokens_per_second_and_mfu(tiny_chat: Path, tokenizer: Any) -> None:
     config = SFTConfig(n_epochs=1, batch_size=4, learning_rate=5e-3, seed=0, peak_flops=1e12)
     model = load_lora_model(tiny_chat, config.lora, seed=0)
     recorder = Recorder()
     train(model, config, qa_examples(tokenizer), recorder, pad_id=tokenizer.pad_token_id)
-    per_token = 4 * sum(p.numel() for p in model.parameters())
-    for _, metrics in recorder.metrics:
-        assert metrics["tokens_per_second"] > 0
-        assert metrics["mfu"] == pytest.approx(per_token * metrics["tokens_per_second"] / 1e12)
+    assert recorder.metrics and all(m["tokens_per_second"] > 0 and 0 < m["mfu"] < 1 for _, m in recorder.metrics)
     unknown = Recorder()  # no peak known (a CPU, unset): no MFU rather than a made-up one
     train(model, SFTConfig(n_epochs=1, batch_size=4, learning_rate=5e-3, seed=0), qa_examples(tokenizer), unknown,
           pad_id=tokenizer.pad_token_id)  # fmt: skip

@@ -30,7 +30,8 @@ SEGMENT_ATTENTION = "ftserve_segments"
 """The name this implementation is registered under with transformers."""
 
 _spans_cache = threading.local()
-_varlen_failed = False
+_varlen_usable: bool | None = None
+"""Whether the fused GPU kernel ran forward and backward here (`None`: not probed yet)."""
 
 
 def _spans(position_ids: torch.Tensor | None, rows: int, length: int) -> list[list[tuple[int, int]]]:
@@ -45,14 +46,14 @@ def _spans(position_ids: torch.Tensor | None, rows: int, length: int) -> list[li
     if position_ids is None:
         return [[(0, length)]] * rows
     cached = getattr(_spans_cache, "entry", None)
-    if cached is not None and cached[0] is position_ids:
-        return cached[1]
+    if cached is not None and cached[0] is position_ids and cached[1] == position_ids._version:
+        return cached[2]
     starts: list[list[int]] = [[0] for _ in range(rows)]
     expanded = position_ids.expand(rows, -1) if position_ids.shape[0] != rows else position_ids
     for row, column in (expanded[:, 1:] == 0).nonzero().tolist():  # one host sync per pass
         starts[row].append(column + 1)
     spans = [[(s, e) for s, e in zip(row, [*row[1:], length], strict=True)] for row in starts]
-    _spans_cache.entry = (position_ids, spans)
+    _spans_cache.entry = (position_ids, position_ids._version, spans)
     return spans
 
 
@@ -65,11 +66,14 @@ def segment_attention(
     dropout: float = 0.0,
     scaling: float | None = None,
     position_ids: torch.Tensor | None = None,
-    **_: Any,
+    **kwargs: Any,
 ) -> tuple[torch.Tensor, None]:
     """transformers' attention-function signature: `query` is (batch, heads, length, head_dim);
     the result is (batch, length, heads, head_dim), as `sdpa` returns it."""
     del attention_mask  # never built for this implementation (see the module docstring)
+    unsupported = [name for name in ("sliding_window", "softcap", "s_aux") if kwargs.get(name) is not None]
+    if unsupported:  # `use_segment_attention` keeps such models on sdpa; never compute them wrongly
+        raise ValueError(f"per-example attention does not implement {', '.join(unsupported)}")
     rows, heads, length, _dim = query.shape
     if key.shape[1] != heads:  # grouped-query attention: share each key/value head
         key = key.repeat_interleave(heads // key.shape[1], dim=1)
@@ -106,15 +110,15 @@ def _varlen(
     scaling: float | None,
 ) -> torch.Tensor | None:
     """Every span of every row in one causal flash-attention call; None where that kernel is
-    unavailable (the CPU, float32, an older torch, or a GPU it does not support)."""
-    global _varlen_failed
-    if _varlen_failed or query.device.type != "cuda" or query.dtype not in (torch.float16, torch.bfloat16):
+    unusable (the CPU, float32, or a torch or GPU whose probe failed: see `_probe_varlen`)."""
+    if query.device.type != "cuda" or query.dtype not in (torch.float16, torch.bfloat16):
         return None
-    try:
-        from torch.nn.attention.varlen import varlen_attn
-    except ImportError:
-        _varlen_failed = True
+    if _varlen_usable is None:
+        _probe_varlen(query.device, query.dtype)
+    if not _varlen_usable:
         return None
+    from torch.nn.attention.varlen import varlen_attn
+
     rows, heads, length, dim = query.shape
     bounds = [row * length + start for row, row_spans in enumerate(spans) for start, _ in row_spans]
     cumulative = torch.tensor([*bounds, rows * length], dtype=torch.int32, device=query.device)
@@ -123,14 +127,26 @@ def _varlen(
     def tokens_first(t: torch.Tensor) -> torch.Tensor:  # (rows, heads, length, dim) -> (tokens, heads, dim)
         return t.transpose(1, 2).reshape(rows * length, t.shape[1], dim)
 
-    try:
-        out = varlen_attn(tokens_first(query), tokens_first(key), tokens_first(value), cumulative, cumulative,
-                          longest, longest, scale=scaling, window_size=(-1, 0))  # fmt: skip
-    except (RuntimeError, NotImplementedError, ValueError) as exc:
-        logger.warning("variable-length flash attention unavailable, attending span by span: %s", exc)
-        _varlen_failed = True
-        return None
+    out = varlen_attn(tokens_first(query), tokens_first(key), tokens_first(value), cumulative, cumulative,
+                      longest, longest, scale=scaling, window_size=(-1, 0))  # fmt: skip  # (-1, 0): causal
     return out.view(rows, length, heads, dim)
+
+
+def _probe_varlen(device: torch.device, dtype: torch.dtype) -> None:
+    """Run the fused kernel once, forward and backward, on a tiny input: a torch without it or a
+    GPU it does not support means span by span for this process, decided once, not per call."""
+    global _varlen_usable
+    try:
+        from torch.nn.attention.varlen import varlen_attn
+
+        q = torch.randn(8, 2, 64, device=device, dtype=dtype, requires_grad=True)
+        cumulative = torch.tensor([0, 3, 8], dtype=torch.int32, device=device)
+        varlen_attn(q, q, q, cumulative, cumulative, 5, 5, window_size=(-1, 0)).sum().backward()
+        torch.cuda.synchronize(device)
+        _varlen_usable = True
+    except Exception as exc:  # any failure of the probe only means: not this kernel
+        logger.warning("variable-length flash attention unusable here, attending span by span: %s", exc)
+        _varlen_usable = False
 
 
 def _register() -> None:
@@ -139,10 +155,29 @@ def _register() -> None:
     AttentionInterface.register(SEGMENT_ATTENTION, segment_attention)
 
 
+def unsupported_features(config: Any) -> list[str]:
+    """What a model's attention does that per-example attention does not implement.
+
+    Example:
+        >>> from transformers import MistralConfig
+        >>> unsupported_features(MistralConfig(sliding_window=4096))
+        ['sliding window']
+    """
+    found = []
+    if getattr(config, "sliding_window", None) is not None:
+        found.append("sliding window")
+    if getattr(config, "attn_logit_softcapping", None) is not None:
+        found.append("logit soft-capping")
+    if getattr(config, "model_type", "") == "gpt_oss":
+        found.append("attention sinks")
+    return found
+
+
 def use_segment_attention(model: Any) -> str:
     """Switch `model` (a transformers model, or a peft model around one) to per-example attention,
-    or to `flash_attention_2` where flash-attn is installed and the model is on a GPU. Returns the
-    implementation chosen."""
+    or to `flash_attention_2` where flash-attn is installed and the model is on a GPU. A model
+    whose attention has features this does not implement stays on `sdpa`, whose block-diagonal
+    mask from the same `position_ids` is exact, only slower. Returns the implementation in use."""
     from transformers.utils import is_flash_attn_2_available
 
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
@@ -150,6 +185,9 @@ def use_segment_attention(model: Any) -> str:
     if on_gpu and is_flash_attn_2_available():
         base.set_attn_implementation("flash_attention_2")
         return "flash_attention_2"
+    if unsupported_features(base.config):
+        base.set_attn_implementation("sdpa")
+        return "sdpa"
     _register()
     base.set_attn_implementation(SEGMENT_ATTENTION)
     return SEGMENT_ATTENTION

@@ -78,6 +78,8 @@ def sequence_logps(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
 class DPOObjective:
     """`trainer.loop.Objective` for DPO. `beta` scales how far the adapter may move from the base."""
 
+    reference_passes = 1
+
     def __init__(self, pad_id: int, beta: float) -> None:
         self.pad_id = pad_id
         self.beta = beta

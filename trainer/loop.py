@@ -16,10 +16,13 @@ from typing import Any, Protocol
 import torch
 
 from trainer.sft import SFTConfig, StepOutcome, TrainingCallbacks, TrainResult
-from trainer.throughput import flops_per_token, model_flop_utilisation
+from trainer.throughput import ModelFlops, model_flop_utilisation
 
 
 class Objective(Protocol):
+    reference_passes: int
+    """Forward passes without gradients per step besides the trained one (DPO's reference: 1)."""
+
     def normaliser(self, items: list[Any]) -> int:
         """What the step's loss is averaged over (labelled tokens, pairs), for these items."""
         ...
@@ -129,7 +132,8 @@ def run(
         }
 
     last_metrics: dict[str, float] = {}
-    flops = flops_per_token(model)
+    counter = ModelFlops.of(model)
+    flops = 0  # model FLOPs since the last metrics report, for MFU
     processed = 0  # tokens through the model since the last metrics report, for tokens/s
     processed_total = 0
     since = time.perf_counter()
@@ -159,21 +163,25 @@ def run(
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
-            trained_tokens += int(ranks.total(outcome.trained_tokens))
+            step_trained = int(ranks.total(outcome.trained_tokens))
+            trained_tokens += step_trained
+            # Logits are computed where labels are, in each forward pass of the step.
+            flops += counter.training(step_processed, step_trained)
+            flops += objective.reference_passes * counter.forward(step_processed, step_trained)
             last_loss = ranks.total(outcome.loss)
             last_metrics = {"train_loss": last_loss, **{k: ranks.total(v) for k, v in outcome.metrics.items()}}
             if ranks.rank != 0:
                 continue
             if step % config.log_every_steps == 0 or step == total_steps:
                 now = time.perf_counter()
-                rate = processed / max(now - since, 1e-9)
-                metrics = {**last_metrics, "tokens_per_second": rate}
+                metrics = {**last_metrics, "tokens_per_second": processed / max(now - since, 1e-9)}
                 if config.peak_flops:
-                    metrics["mfu"] = model_flop_utilisation(flops, rate, config.peak_flops, ranks.world)
-                processed, since = 0, now
+                    metrics["mfu"] = model_flop_utilisation(flops, now - since, config.peak_flops, ranks.world)
                 if validation and (step % steps_per_epoch == 0 or step == total_steps):
                     metrics |= objective.evaluate(model, validation)
                 callbacks.on_metrics(step, total_steps, metrics)
+                # Scoring and reporting are not training: the next interval starts after them.
+                processed, flops, since = 0, 0, time.perf_counter()
         if ranks.rank == 0:
             callbacks.on_epoch_end(epoch + 1, step, total_steps, save_state, last_metrics)
     return TrainResult(step, trained_tokens, last_loss, processed_tokens=processed_total)

@@ -287,6 +287,8 @@ class StepOutcome:
 class SFTObjective:
     """Next-token loss on assistant tokens, averaged over the step's tokens, on packed rows."""
 
+    reference_passes = 0
+
     def __init__(self, pad_id: int) -> None:
         self.pad_id = pad_id
 

@@ -169,9 +169,10 @@ def main() -> int:
     print(f"{'':28s} {'real tokens/s':>14s} {'padding eff.':>13s} {'wall s':>8s} {'final loss':>11s}"
           + (f" {'MFU':>6s}" if args.peak_flops else ""))  # fmt: skip
     for label, r in results.items():
-        # MFU counts the tokens the device computed, padding included: that is the work it did.
-        rate = r["slots"] / r["wall"]
-        mfu = f" {model_flop_utilisation(4 * parameters, rate, args.peak_flops):6.1%}" if args.peak_flops else ""
+        # Here MFU is 4N per token the device computed, padding included, the same for both
+        # trainers; the trainer's own metric events use the finer count of trainer/throughput.py.
+        mfu = model_flop_utilisation(4 * parameters * r["slots"], r["wall"], args.peak_flops) if args.peak_flops else 0
+        mfu = f" {mfu:6.1%}" if args.peak_flops else ""
         print(f"{label:28s} {r['real'] / r['wall']:14.0f} {r['real'] / r['slots']:13.3f} {r['wall']:8.1f} "
               f"{r['loss']:11.4f}{mfu}")  # fmt: skip
     print(f"base model parameters: {parameters / 1e6:.1f} M")
