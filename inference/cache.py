@@ -59,16 +59,29 @@ class AdapterCache:
     def fetch(self, prefix: str) -> Path | None:
         """The adapter stored under `prefix` as a local directory, or None when storage has no
         complete adapter there."""
+        with self.holding(prefix) as target:
+            pass
+        if target is not None:
+            self.evict(keep=target)
+        return target
+
+    @contextlib.contextmanager
+    def holding(self, prefix: str) -> Iterator[Path | None]:
+        """The adapter's local directory, fetched first if it is not (or no longer) cached, and
+        kept from eviction until the block ends: for reading it, as vLLM's loader does. None when
+        storage has no complete adapter under `prefix`."""
         target = self.path_for(prefix)
         with self._locked(target.name):
             if (target / MARKER).exists():
                 os.utime(target)  # most recently used
-                return target
+                yield target
+                return
             staging = Path(tempfile.mkdtemp(prefix=".fetch-", dir=self.root))
             try:
                 keys = self.storage.list_keys(prefix)
                 if prefix + MARKER not in keys:
-                    return None
+                    yield None
+                    return
                 download_tree(self.storage, prefix, staging, keys)
                 if target.exists():
                     shutil.rmtree(target)
@@ -76,8 +89,7 @@ class AdapterCache:
                 self.downloads += 1
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
-        self.evict(keep=target)
-        return target
+            yield target
 
     def evict(self, keep: Path | None = None) -> list[Path]:
         """Remove least recently used adapters until the cache fits `max_bytes`; returns what went."""

@@ -1,7 +1,8 @@
 """The vLLM general plugin `ftserve` (entry point group `vllm.general_plugins`).
 
 vLLM calls `register()` in each of its processes when `VLLM_PLUGINS=ftserve`: the API server
-process gets the storage resolver, and every process gets the CPU LoRA fix. Storage and cache
+process gets the storage resolver, and every process gets the CPU LoRA fix and the loader that
+fetches evicted adapters again (`inference.refetch`). Storage and cache
 settings come from the same environment as every ftserve process (`STORAGE_URL`, …,
 `FTSERVE_ADAPTER_CACHE_DIR`, `FTSERVE_ADAPTER_CACHE_BYTES`).
 """
@@ -25,6 +26,7 @@ def register() -> None:
     from vllm.lora.request import LoRARequest
     from vllm.lora.resolver import LoRAResolverRegistry
 
+    from inference import refetch
     from inference.cache import AdapterCache
     from inference.resolver import StorageAdapterResolver
     from service.settings import Settings
@@ -36,4 +38,5 @@ def register() -> None:
     )
     cache = AdapterCache(storage, settings.resolved_adapter_cache_dir(), max_bytes=settings.adapter_cache_bytes)
     LoRAResolverRegistry.register_resolver(RESOLVER_NAME, StorageAdapterResolver(cache, LoRARequest))
+    refetch.apply(cache)
     _registered = True

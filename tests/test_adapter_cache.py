@@ -58,3 +58,19 @@ def test_least_recently_used_adapters_leave_first(storage: ObjectStorage, tmp_pa
     assert c and c.exists() and a.exists() and not b.exists()
     assert cache.downloads == 3
     assert cache.fetch("jobs/o/b/adapter/") == b and cache.downloads == 4  # fetched again on demand
+
+
+def test_an_adapter_held_for_reading_is_not_evicted_and_comes_back(storage: ObjectStorage, tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        put_adapter(storage, f"jobs/o/{name}/adapter/", size=4000)
+    cache = AdapterCache(storage, tmp_path / "cache", max_bytes=5000)  # room for one
+    a = cache.fetch("jobs/o/a/adapter/")
+    b = cache.fetch("jobs/o/b/adapter/")
+    assert a and b and not a.exists()  # b evicted a
+    with ThreadPoolExecutor(1) as pool:
+        with cache.holding("jobs/o/a/adapter/") as held:
+            assert held == a and (a / "adapter_config.json").exists()  # fetched again, to the same path
+            evicting = pool.submit(cache.evict, keep=b)  # waits for the hold: a is being read
+            time.sleep(0.2)
+            assert not evicting.done() and a.exists()
+        assert evicting.result(timeout=10) == [a] and not a.exists()

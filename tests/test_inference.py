@@ -20,8 +20,8 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import Server, Stack, make_stack
-from tests.support import QA, qa_jsonl, wait_for_job
+from tests.conftest import BIN, Server, Stack, make_stack
+from tests.support import QA, free_port, qa_jsonl, wait_for_http, wait_for_job
 
 MEMORISE = {"n_epochs": 30, "batch_size": 2}
 OTHER_QA = [(q, f"Not {a}") for q, a in QA]
@@ -143,8 +143,12 @@ def test_models_are_listed_per_organisation(api: Server, client: openai.OpenAI, 
     assert caught.value.body["param"] == "model"
 
 
-def test_two_adapters_and_the_base_at_once_each_answer_their_own(client: openai.OpenAI, tuned: str) -> None:
-    other = train(client, OTHER_QA, "other")
+@pytest.fixture(scope="module", name="other")
+def fx_other(api: Server) -> str:
+    return train(api.client(), OTHER_QA, "other")
+
+
+def test_two_adapters_and_the_base_at_once_each_answer_their_own(client: openai.OpenAI, tuned: str, other: str) -> None:
     calls = [(m, i) for i in range(len(QA)) for m in (tuned, other, "tiny-chat")]
     with ThreadPoolExecutor(12) as pool:  # concurrent requests share vLLM batches
         replies = list(pool.map(lambda call: answer(client, call[0], QA[call[1]][0]), calls))
@@ -210,6 +214,36 @@ def test_the_node_sdk_runs_the_same_flow(api: Server) -> None:
     result = subprocess.run([node, str(NODE_DIR / "flow.mjs")], env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "node flow ok" in result.stdout
+
+
+def test_adapters_evicted_from_a_full_cache_are_fetched_again(
+    stack: Stack, tuned: str, other: str, tmp_path: Path
+) -> None:
+    """A second inference server with room for one adapter on disk and one in memory: taking
+    turns, the two adapters evict each other, and each must answer every time."""
+    port = free_port()
+    env = {**stack.env, "FTSERVE_ADAPTER_CACHE_DIR": str(tmp_path / "cache"), "FTSERVE_ADAPTER_CACHE_BYTES": "1",
+           "FTSERVE_INFERENCE_MAX_LORAS": "1", "FTSERVE_INFERENCE_MAX_CPU_LORAS": "1"}  # fmt: skip
+    with (tmp_path / "inference.log").open("wb") as log:
+        server = subprocess.Popen([str(BIN / "ftserve"), "inference", "--base-model", "tiny-chat", "--port", str(port)],
+                                  env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/health", timeout_s=300, proc=server)
+        vllm = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0)
+
+        def adapter_name(model: str) -> str:  # the name the gateway gives vLLM: the storage prefix
+            job_id = model.rsplit(":", 1)[1]
+            (marker,) = (stack.data_dir / "objects").glob(f"jobs/*/{job_id}/adapter/ftserve.json")
+            return marker.parent.relative_to(stack.data_dir / "objects").as_posix() + "/"
+
+        for model, pairs in [(tuned, QA), (other, OTHER_QA)] * 2:
+            reply = vllm.chat.completions.create(model=adapter_name(model), temperature=0, max_tokens=20,
+                                                 messages=[{"role": "user", "content": pairs[4][0]}])  # fmt: skip
+            assert (reply.choices[0].message.content or "").strip() == pairs[4][1]
+        assert len([p for p in (tmp_path / "cache").iterdir() if not p.name.startswith(".")]) == 1
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(60)
 
 
 def test_a_restarted_inference_server_serves_the_adapter_again(stack: Stack, api: Server, tuned: str) -> None:
