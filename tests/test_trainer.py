@@ -118,6 +118,13 @@ def test_tool_calls_render_through_the_template(tokenizer: Any) -> None:
     assert "sunny<|im_end|>" not in learned.replace("It is sunny.<|im_end|>", "")  # the tool's reply is context
 
 
+def test_examples_are_held_as_int32_arrays(tokenizer: Any) -> None:
+    example = {"messages": [{"role": "user", "content": "x " * 40}, {"role": "assistant", "content": "y"}]}
+    tokenized = tokenize_chat(tokenizer, example, max_tokens=256)
+    n = len(tokenized.input_ids)
+    assert tokenized.input_ids.nbytes == tokenized.labels.nbytes == 4 * n  # not Python lists of ints
+
+
 def test_long_examples_are_truncated(tokenizer: Any) -> None:
     example = {"messages": [{"role": "user", "content": "x " * 400}, {"role": "assistant", "content": "y"}]}
     tokenized = tokenize_chat(tokenizer, example, max_tokens=64)

@@ -10,20 +10,35 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 IGNORE_INDEX = -100
 
 
 @dataclass
 class TokenizedExample:
-    """`input_ids` and `labels` of equal length; `labels` is `IGNORE_INDEX` where no loss applies."""
+    """`input_ids` and `labels` of equal length; `labels` is `IGNORE_INDEX` where no loss applies.
 
-    input_ids: list[int]
-    labels: list[int]
+    Both are kept as int32 arrays (lists are converted): 8 bytes a token for the two, where Python
+    lists of a tokenizer's ids took about 48 (1M tokens: 46 MiB as lists, 8 MiB as arrays), so a
+    worker holds a large training file in a fifth of the memory.
+
+    Example:
+        >>> TokenizedExample([5, 6, 7], [-100, 6, 7]).trained_tokens
+        2
+    """
+
+    input_ids: np.ndarray
+    labels: np.ndarray
     truncated: bool = False
+
+    def __post_init__(self) -> None:
+        self.input_ids = np.asarray(self.input_ids, dtype=np.int32)
+        self.labels = np.asarray(self.labels, dtype=np.int32)
 
     @property
     def trained_tokens(self) -> int:
-        return sum(1 for label in self.labels if label != IGNORE_INDEX)
+        return int(np.count_nonzero(self.labels != IGNORE_INDEX))
 
 
 def _render(tokenizer: Any, messages: list[dict[str, Any]], tools: Any, *, generation_prompt: bool) -> str:
@@ -34,7 +49,7 @@ def tokenize_chat(tokenizer: Any, example: dict[str, Any], *, max_tokens: int) -
     """Tokenise one `{"messages": [...], "tools": [...]}` example.
 
     Example:
-        >>> ex = tokenize_chat(tok, {"messages": [{"role": "user", "content": "hi"},
+        >>> ex = tokenize_chat(tok, {"messages": [{"role": "user", "content": "hi"},  # doctest: +SKIP
         ...                                      {"role": "assistant", "content": "hello"}]}, max_tokens=64)
         >>> tok.decode([t for t, l in zip(ex.input_ids, ex.labels) if l != -100])  # doctest: +SKIP
         'hello<|im_end|>'

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+import numpy as np
 import torch
 
 from trainer.attention import use_segment_attention
@@ -123,17 +124,13 @@ def pack(examples: list[TokenizedExample]) -> dict[str, torch.Tensor]:
         >>> pack([TokenizedExample([5, 6], [-100, 6]), TokenizedExample([7, 8, 9], [-100, 8, 9])])["position_ids"]
         tensor([[0, 1, 0, 1, 2]])
     """
-    ids: list[int] = []
-    labels: list[int] = []
-    positions: list[int] = []
-    for example in examples:
-        ids += example.input_ids
-        labels += [IGNORE_INDEX, *example.labels[1:]]
-        positions += range(len(example.input_ids))
+    lengths = [len(example.input_ids) for example in examples]
+    labels = np.concatenate([example.labels for example in examples])
+    labels[np.cumsum([0, *lengths[:-1]])] = IGNORE_INDEX  # each example's first label
     return {
-        "input_ids": torch.tensor([ids]),
-        "labels": torch.tensor([labels]),
-        "position_ids": torch.tensor([positions]),
+        "input_ids": torch.from_numpy(np.concatenate([example.input_ids for example in examples])).long()[None],
+        "labels": torch.from_numpy(labels).long()[None],
+        "position_ids": torch.from_numpy(np.concatenate([np.arange(n) for n in lengths])).long()[None],
     }
 
 
@@ -153,8 +150,8 @@ def _collate(examples: list[TokenizedExample], pad_id: int) -> dict[str, torch.T
     mask = torch.zeros((len(examples), width), dtype=torch.long)
     for row, example in enumerate(examples):
         n = len(example.input_ids)
-        ids[row, :n] = torch.tensor(example.input_ids)
-        labels[row, :n] = torch.tensor(example.labels)
+        ids[row, :n] = torch.from_numpy(example.input_ids)
+        labels[row, :n] = torch.from_numpy(example.labels)
         mask[row, :n] = 1
     return {"input_ids": ids, "labels": labels, "attention_mask": mask}
 
@@ -294,7 +291,7 @@ class SFTObjective:
 
     def normaliser(self, items: list[TokenizedExample]) -> int:
         # Labelled positions after the shift: each example's first token never carries loss.
-        return sum(sum(1 for label in e.labels[1:] if label != IGNORE_INDEX) for e in items)
+        return sum(int(np.count_nonzero(e.labels[1:] != IGNORE_INDEX)) for e in items)
 
     def step(self, model: Any, items: list[TokenizedExample], config: SFTConfig, normaliser: int) -> StepOutcome:
         passes = microbatches(items, self.pad_id, config) if items else []

@@ -115,7 +115,8 @@ def run_hf_trainer(path: Path, tokenizer: Any, examples: list[TokenizedExample],
         slots += int(batch["input_ids"].numel())
         return batch
 
-    rows = [{"input_ids": e.input_ids, "labels": e.labels, "attention_mask": [1] * len(e.input_ids)} for e in examples]
+    rows = [{"input_ids": e.input_ids.tolist(), "labels": e.labels.tolist(), "attention_mask": [1] * len(e.input_ids)}
+            for e in examples]  # fmt: skip
     with tempfile.TemporaryDirectory() as out:
         training_args = TrainingArguments(
             output_dir=out, per_device_train_batch_size=args.batch_size, num_train_epochs=args.epochs,
