@@ -82,7 +82,7 @@ def test_no_token_attends_across_examples(tiny_chat: Path, examples: list[Any]) 
     first, second = examples[1], examples[3]
     with torch.no_grad():
         together = model(**{k: v for k, v in pack([first, second]).items() if k != "labels"}, use_cache=False).logits
-        alone = model(input_ids=torch.tensor([second.input_ids]), use_cache=False).logits
+        alone = model(input_ids=torch.from_numpy(second.input_ids).long()[None], use_cache=False).logits
     torch.testing.assert_close(together[0, len(first.input_ids) :], alone[0], atol=1e-5, rtol=1e-4)
     # And position_ids matter: the same row without them would let the second example see the first.
     with torch.no_grad():
