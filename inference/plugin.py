@@ -30,12 +30,10 @@ def register() -> None:
     from inference.cache import AdapterCache
     from inference.resolver import StorageAdapterResolver
     from service.settings import Settings
-    from service.storage import open_storage
+    from service.storage import configured_storage
 
     settings = Settings()
-    storage = open_storage(
-        settings.resolved_storage_url(), endpoint_url=settings.s3_endpoint_url, region=settings.s3_region
-    )
+    storage = configured_storage(settings)
     cache = AdapterCache(storage, settings.resolved_adapter_cache_dir(), max_bytes=settings.adapter_cache_bytes)
     LoRAResolverRegistry.register_resolver(RESOLVER_NAME, StorageAdapterResolver(cache, LoRARequest))
     refetch.apply(cache)

@@ -27,7 +27,7 @@ import torch
 from service.catalog import BaseModel
 from service.embedded import free_port
 from service.settings import Settings
-from service.storage import open_storage
+from service.storage import configured_storage
 from trainer.job import JobSpec, run_training
 
 JOIN_TIMEOUT = datetime.timedelta(minutes=10)
@@ -85,8 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     raw["base"] = BaseModel(**{**raw["base"], "aliases": tuple(raw["base"]["aliases"])})
     spec = JobSpec(**raw)
     settings = Settings()
-    storage = open_storage(settings.resolved_storage_url(), endpoint_url=settings.s3_endpoint_url,
-                           region=settings.s3_region)  # fmt: skip
+    storage = configured_storage(settings)
     _init(int(rank), int(world), int(port))
     try:
         run_training(spec, storage, settings, _Silent())

@@ -31,7 +31,7 @@ from service.fine_tuning import add_event, fine_tuned_model_name, job_storage_pr
 from service.ids import new_file_id, now_s, random_token
 from service.queue import TRAIN_FUNCTION, TRAIN_QUEUE, redis_settings
 from service.settings import Settings
-from service.storage import ObjectStorage, open_storage
+from service.storage import ObjectStorage, configured_storage
 from trainer.job import JobFailure, JobSpec, Outcome, run_training
 from trainer.reporting import DatabaseReporter, JobLease, heartbeat
 
@@ -182,9 +182,7 @@ async def _claim_and_train(ctx: dict[str, Any], job_id: str) -> None:
 async def startup(ctx: dict[str, Any]) -> None:
     settings = Settings()
     engine = create_engine(settings)
-    storage: ObjectStorage = open_storage(
-        settings.resolved_storage_url(), endpoint_url=settings.s3_endpoint_url, region=settings.s3_region
-    )
+    storage: ObjectStorage = configured_storage(settings)
     ctx.update(settings=settings, engine=engine, sessionmaker=create_sessionmaker(engine), storage=storage)
     ctx["worker_id"] = f"{socket.gethostname()}:{os.getpid()}:{random_token(6)}"
     log.info("trainer worker %s ready", ctx["worker_id"])

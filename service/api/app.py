@@ -38,7 +38,7 @@ from service.ids import random_token
 from service.queue import VALIDATE_FUNCTION, VALIDATE_QUEUE, open_queue
 from service.reconciler import reconcile_forever
 from service.settings import Settings, get_settings
-from service.storage import ObjectStorage, open_storage
+from service.storage import ObjectStorage, configured_storage
 from service.sweeper import sweep_forever
 from service.validation import validate_job
 
@@ -101,9 +101,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         engine = create_engine(settings)
-        storage = open_storage(
-            settings.resolved_storage_url(), endpoint_url=settings.s3_endpoint_url, region=settings.s3_region
-        )
+        storage = configured_storage(settings)
         if hasattr(storage, "ensure_bucket"):
             await asyncio.to_thread(storage.ensure_bucket)
         if not settings.redis_url:

@@ -15,8 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from urllib.parse import unquote, urlparse
+
+if TYPE_CHECKING:
+    from service.settings import Settings
 
 CHUNK_BYTES = 1024 * 1024
 
@@ -99,3 +102,10 @@ def open_storage(url: str, *, endpoint_url: str | None = None, region: str = "us
 
         return S3Storage(bucket=parsed.netloc, prefix=parsed.path.strip("/"), endpoint_url=endpoint_url, region=region)
     raise ValueError(f"unsupported storage URL {url!r}: use file:///dir or s3://bucket/prefix")
+
+
+def configured_storage(settings: Settings) -> ObjectStorage:
+    """The storage a deployment's settings name (`STORAGE_URL`, S3 endpoint and region)."""
+    return open_storage(
+        settings.resolved_storage_url(), endpoint_url=settings.s3_endpoint_url, region=settings.s3_region
+    )
