@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from trainer.data import IGNORE_INDEX, TokenizedExample, tokenize_chat
-from trainer.sft import SFTConfig, StepOutcome, pack
+from trainer.sft import SFTConfig, StepOutcome, labelled_logits, pack
 
 
 @dataclass
@@ -51,16 +51,11 @@ def tokenize_preference(tokenizer: Any, example: dict[str, Any], *, max_tokens: 
 def packed_sequence_logps(model: Any, sequences: list[TokenizedExample]) -> tuple[torch.Tensor, int]:
     """Per sequence, the summed log-probability of its labelled tokens, from one packed row with
     logits only where a label follows; and the count of those labels."""
-    device = next(model.parameters()).device
-    batch = pack(sequences)
-    targets = batch["labels"][0, 1:]
-    keep = (targets != IGNORE_INDEX).nonzero().squeeze(1)
+    logits, wanted, keep = labelled_logits(model, pack(sequences))
     lengths = torch.tensor([len(s.input_ids) for s in sequences])
-    owner = torch.repeat_interleave(torch.arange(len(sequences)), lengths)[1:][keep].to(device)
-    inputs = {k: batch[k].to(device) for k in ("input_ids", "position_ids")}
-    logits = model(**inputs, use_cache=False, logits_to_keep=keep.to(device)).logits[0].float()
-    picked = torch.log_softmax(logits, -1).gather(1, targets[keep].to(device).unsqueeze(1)).squeeze(1)
-    return torch.zeros(len(sequences), device=device).index_add(0, owner, picked), int(keep.numel())
+    owner = torch.repeat_interleave(torch.arange(len(sequences)), lengths)[1:][keep].to(logits.device)
+    picked = torch.log_softmax(logits, -1).gather(1, wanted.unsqueeze(1)).squeeze(1)
+    return torch.zeros(len(sequences), device=logits.device).index_add(0, owner, picked), int(keep.numel())
 
 
 def sequence_logps(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -163,15 +163,12 @@ def loss_sums(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor,
     For a single (packed) row, logits are computed only where a label follows: the output layer
     and the loss skip the prompt tokens entirely.
     """
-    device = next(model.parameters()).device
-    inputs = {k: batch[k].to(device) for k in ("input_ids", "attention_mask", "position_ids") if k in batch}
     if batch["labels"].shape[0] == 1:
-        # Found on the host, where the labels are: no device sync.
-        keep = (batch["labels"][0, 1:] != IGNORE_INDEX).nonzero().squeeze(1)
-        wanted = batch["labels"][0, 1:][keep].to(device)
-        logits = model(**inputs, use_cache=False, logits_to_keep=keep.to(device)).logits[0].float()
+        logits, wanted, _ = labelled_logits(model, batch)
         loss = torch.nn.functional.cross_entropy(logits, wanted, reduction="sum")
         return loss, (logits.argmax(-1) == wanted).sum()
+    device = next(model.parameters()).device
+    inputs = {k: batch[k].to(device) for k in ("input_ids", "attention_mask", "position_ids") if k in batch}
     targets = batch["labels"][:, 1:].to(device)
     shifted = model(**inputs, use_cache=False).logits[:, :-1].float()
     valid = targets != IGNORE_INDEX
@@ -179,6 +176,20 @@ def loss_sums(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor,
         shifted.reshape(-1, shifted.size(-1)), targets.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
     )
     return loss, ((shifted.argmax(-1) == targets) & valid).sum()
+
+
+def labelled_logits(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For a batch of one row: float32 logits only at the positions a label follows (the output
+    layer skips every other token), those labels, and the positions themselves (on the host).
+
+    The positions are found on the host, where the labels are, so finding them needs no device sync.
+    """
+    device = next(model.parameters()).device
+    inputs = {k: batch[k].to(device) for k in ("input_ids", "attention_mask", "position_ids") if k in batch}
+    keep = (batch["labels"][0, 1:] != IGNORE_INDEX).nonzero().squeeze(1)
+    wanted = batch["labels"][0, 1:][keep].to(device)
+    logits = model(**inputs, use_cache=False, logits_to_keep=keep.to(device)).logits[0].float()
+    return logits, wanted, keep
 
 
 def labelled(batch: dict[str, torch.Tensor]) -> int:
