@@ -307,8 +307,9 @@ class SFTObjective:
     def step(self, model: Any, items: list[TokenizedExample], config: SFTConfig, normaliser: int) -> StepOutcome:
         passes = microbatches(items, self.pad_id, config) if items else []
         count = max(normaliser, 1)
-        step_loss = torch.zeros(())
-        step_correct = torch.zeros(())
+        device = next(model.parameters()).device  # sums stay where the losses are: no sync per pass
+        step_loss = torch.zeros((), device=device)
+        step_correct = torch.zeros((), device=device)
         for batch in passes:
             # Each pass adds its share of the step's mean loss: the gradient equals one pass over all.
             loss_sum, correct = loss_sums(model, batch)
