@@ -31,6 +31,15 @@ def _size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
+def _last_use_and_size(path: Path) -> tuple[float, int] | None:
+    """A cached adapter's last use and bytes, or None when it vanished while being measured: the
+    API server and vLLM's workers evict from one directory, each in its own process."""
+    try:
+        return path.stat().st_mtime, _size(path)
+    except FileNotFoundError:
+        return None
+
+
 class AdapterCache:
     def __init__(self, storage: ObjectStorage, root: Path, *, max_bytes: int) -> None:
         self.storage = storage
@@ -94,16 +103,16 @@ class AdapterCache:
     def evict(self, keep: Path | None = None) -> list[Path]:
         """Remove least recently used adapters until the cache fits `max_bytes`; returns what went."""
         entries = [p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")]
-        sizes = {p: _size(p) for p in entries}
-        total = sum(sizes.values())
+        found = {p: info for p in entries if (info := _last_use_and_size(p)) is not None}
+        total = sum(size for _, size in found.values())
         removed = []
-        for path in sorted(entries, key=lambda p: p.stat().st_mtime):
+        for path in sorted(found, key=lambda p: found[p][0]):
             if total <= self.max_bytes:
                 break
             if path == keep:
                 continue
             with self._locked(path.name):
                 shutil.rmtree(path, ignore_errors=True)
-            total -= sizes[path]
+            total -= found[path][1]
             removed.append(path)
         return removed

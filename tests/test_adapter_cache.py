@@ -74,3 +74,29 @@ def test_an_adapter_held_for_reading_is_not_evicted_and_comes_back(storage: Obje
             time.sleep(0.2)
             assert not evicting.done() and a.exists()
         assert evicting.result(timeout=10) == [a] and not a.exists()
+
+
+def test_eviction_survives_an_adapter_removed_by_another_process(
+    storage: ObjectStorage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    import inference.cache
+
+    for name in ("a", "b", "c"):
+        put_adapter(storage, f"jobs/o/{name}/adapter/", size=4000)
+    cache = AdapterCache(storage, tmp_path / "cache", max_bytes=10**9)
+    a, b, c = (cache.fetch(f"jobs/o/{name}/adapter/") for name in ("a", "b", "c"))
+    assert a and b and c
+    for age, path in enumerate((a, b, c)):  # a oldest, c newest
+        os.utime(path, (time.time() - 100 + age, time.time() - 100 + age))
+    measure = inference.cache._size
+
+    def measure_while_another_evicts(path: Path) -> int:
+        shutil.rmtree(a, ignore_errors=True)  # another process evicts a while this one measures
+        return measure(path)
+
+    monkeypatch.setattr(inference.cache, "_size", measure_while_another_evicts)
+    cache.max_bytes = 5000  # room for one
+    assert cache.evict(keep=c) == [b]
+    assert c.exists() and not a.exists() and not b.exists()
