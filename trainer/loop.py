@@ -55,20 +55,31 @@ class Ranks:
     def shard(self, ids: list[int]) -> list[int]:
         return ids[self.rank :: self.world]
 
-    def total(self, value: float) -> float:
+    def totals(self, values: list[float]) -> list[float]:
+        """Each value summed over the ranks, in one collective call."""
         if not self.active:
-            return value
-        tensor = torch.tensor([float(value)], dtype=torch.float64, device=self.device)
+            return list(values)
+        tensor = torch.tensor([float(v) for v in values], dtype=torch.float64, device=self.device)
         torch.distributed.all_reduce(tensor)
-        return float(tensor.item())
+        return tensor.tolist()
+
+    def total(self, value: float) -> float:
+        return self.totals([value])[0]
 
     def sum_gradients(self, params: list[torch.Tensor]) -> None:
+        """Gradients summed over the ranks: one collective call per dtype, not one per tensor."""
         if not self.active:
             return
+        by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
         for param in params:
             if param.grad is None:
                 param.grad = torch.zeros_like(param)
-            torch.distributed.all_reduce(param.grad)
+            by_dtype.setdefault(param.grad.dtype, []).append(param.grad)
+        for grads in by_dtype.values():
+            flat = torch.cat([grad.reshape(-1) for grad in grads])
+            torch.distributed.all_reduce(flat)
+            for grad, part in zip(grads, flat.split([grad.numel() for grad in grads]), strict=True):
+                grad.copy_(part.view_as(grad))
 
     def agree(self, request: Any) -> Any:
         """Rank 0's stop request, on every rank."""
@@ -155,21 +166,22 @@ def run(
             normaliser = int(ranks.total(objective.normaliser(mine)))
             outcome = objective.step(model, mine, config, normaliser)
             ranks.sum_gradients(params)
-            step_processed = int(ranks.total(outcome.processed_tokens))
-            processed += step_processed
-            processed_total += step_processed
             torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
-            step_trained = int(ranks.total(outcome.trained_tokens))
+            step_processed, step_trained, last_loss, *shares = ranks.totals(
+                [outcome.processed_tokens, outcome.trained_tokens, outcome.loss, *outcome.metrics.values()]
+            )
+            step_processed, step_trained = int(step_processed), int(step_trained)
+            processed += step_processed
+            processed_total += step_processed
             trained_tokens += step_trained
             # Logits are computed where labels are, in each forward pass of the step.
             flops += counter.training(step_processed, step_trained)
             flops += objective.reference_passes * counter.forward(step_processed, step_trained)
-            last_loss = ranks.total(outcome.loss)
-            last_metrics = {"train_loss": last_loss, **{k: ranks.total(v) for k, v in outcome.metrics.items()}}
+            last_metrics = {"train_loss": last_loss, **dict(zip(outcome.metrics, shares, strict=True))}
             if ranks.rank != 0:
                 continue
             if step % config.log_every_steps == 0 or step == total_steps:
