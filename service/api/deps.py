@@ -36,21 +36,21 @@ async def provide_organization(
     """The organisation of the Bearer key; 401 in OpenAI's words otherwise."""
     header = request.headers.get("authorization", "")
     scheme, _, key = header.partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
+    key = key.strip()
+    if scheme.lower() != "bearer" or not key:
         raise AuthenticationError(
             "You didn't provide an API key. You need to provide your API key in an Authorization header "
             "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
             code="missing_api_key",
         )
-    digest = hash_key(key.strip())
+    digest = hash_key(key)
     organization = KNOWN_KEYS.get(digest)
     if organization is not None:
         return organization
-    organization = await authenticate(db_session, key.strip())
+    organization = await authenticate(db_session, key)
     if organization is not None:
         db_session.expunge(organization)  # a plain object from here on, shared between requests
         KNOWN_KEYS.put(digest, organization)
         return organization
-    shown = key.strip()
-    shown = f"{shown[:6]}***{shown[-4:]}" if len(shown) > 10 else "***"
+    shown = f"{key[:6]}***{key[-4:]}" if len(key) > 10 else "***"
     raise AuthenticationError(f"Incorrect API key provided: {shown}.", code="invalid_api_key")
