@@ -16,6 +16,7 @@ from arq.connections import ArqRedis
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from service.catalog import Catalog, load_catalog
 from service.datasets import JsonlChecker
 from service.db.models import File, FineTuningJob
 from service.errors import InvalidFileError
@@ -23,12 +24,12 @@ from service.fine_tuning import (
     MIN_EXAMPLES,
     add_event,
     method_hyperparameters,
-    resolve_hyperparameters,
     with_hyperparameters,
 )
 from service.ids import now_s
 from service.queue import enqueue_training
 from service.storage import ObjectNotFound, ObjectStorage
+from service.training_defaults import resolve_hyperparameters
 
 log = logging.getLogger("ftserve.validation")
 
@@ -59,7 +60,11 @@ async def _file(session: AsyncSession, job: FineTuningJob, file_id: str) -> File
 
 
 async def validate(
-    sessionmaker: async_sessionmaker[AsyncSession], storage: ObjectStorage, redis: ArqRedis, job_id: str
+    sessionmaker: async_sessionmaker[AsyncSession],
+    storage: ObjectStorage,
+    redis: ArqRedis,
+    job_id: str,
+    catalog: Catalog | None = None,
 ) -> None:
     """Validate one job's files; move it to `queued` and enqueue it for training, or fail it."""
     async with sessionmaker() as session:
@@ -96,7 +101,9 @@ async def validate(
             values = {"status": "failed", "error": error, "finished_at": now_s()}
             add_event(session, job.id, error["message"], level="error")
         else:
-            hyperparameters = resolve_hyperparameters(method_hyperparameters(job), counts["training_file"])
+            hyperparameters = resolve_hyperparameters(
+                method_hyperparameters(job), counts["training_file"], (catalog or Catalog()).resolve(job.base_model)
+            )
             values = {"status": "queued", "method": with_hyperparameters(job.method, hyperparameters)}
             add_event(session, job.id, "Files validated, moving job to queued state")
         moved = await session.execute(
@@ -116,6 +123,7 @@ async def validate(
 async def validate_job(ctx: dict[str, Any], job_id: str) -> None:
     """arq entry point; never raises, so arq never retries a validation on its own."""
     try:
-        await validate(ctx["sessionmaker"], ctx["storage"], ctx["redis"], job_id)
+        catalog = load_catalog(ctx["settings"]) if "settings" in ctx else None
+        await validate(ctx["sessionmaker"], ctx["storage"], ctx["redis"], job_id, catalog)
     except Exception:
         log.exception("validating job %s failed; the reconciler will retry it", job_id)

@@ -21,9 +21,9 @@ from service.adapters import base_fingerprint
 from service.catalog import BaseModel
 from service.datasets import check_example, parse_line
 from service.errors import InvalidFileError
-from service.fine_tuning import DPO_DEFAULT_BETA
 from service.settings import Settings
 from service.storage import ObjectStorage, download_tree, upload_tree
+from service.training_defaults import DPO_DEFAULT_BETA
 from trainer.artifacts import results_csv, write_marker
 from trainer.data import tokenize_chat
 from trainer.dpo import DPOObjective, tokenize_preference

@@ -117,7 +117,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             timeout=httpx.Timeout(600.0, connect=5.0), limits=httpx.Limits(max_connections=1000)
         )
         validator = validator_worker(
-            settings, {"sessionmaker": sessionmaker, "storage": storage, "redis": queue}, queue
+            settings, {"sessionmaker": sessionmaker, "storage": storage, "redis": queue, "settings": settings}, queue
         )
         tasks = [
             asyncio.create_task(sweep_forever(sessionmaker, storage)),

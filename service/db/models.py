@@ -139,6 +139,9 @@ class FineTuningJobEvent(Base):
     message: Mapped[str] = mapped_column(Text)
     type: Mapped[str] = mapped_column(String(16))
     data: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    step: Mapped[int | None] = mapped_column(Integer, default=None)
+    """The training step of a `metrics` event; a resumed run replaces the events of the steps it
+    trains again, so that a job reports each step once (see `service.jobs`)."""
 
 
 class FineTuningJobCheckpoint(Base):
