@@ -3,10 +3,11 @@ Kubernetes' schemas in strict mode, and checks the compose file against the Comp
 
     .venv/bin/python deploy/check.py [--kubernetes-version 1.37.0]
 
-Custom resources (KEDA's ScaledObject, the Gateway API's HTTPRoute) have no schema in the validator's offline set: they are
-skipped explicitly, by name, in the output. The properties a schema cannot see (pods under Pod
-Security "restricted", secret scoping, probes, scaling) are checked by
-`tests/test_deploy_manifests.py` on the same rendering. Exits non-zero on the first overlay with an error.
+Custom resources (KEDA's ScaledObject, the Gateway API's HTTPRoute) have no schema in the
+validator's offline set: they are skipped explicitly, by name, in the output. The properties a
+schema cannot see (Pod Security "restricted", secret scoping, probes, scaling) are checked by
+`tests/test_deploy_manifests.py` on the same rendering. Exits non-zero on the first overlay
+with an error.
 """
 
 from __future__ import annotations
