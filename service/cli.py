@@ -3,7 +3,9 @@
     ftserve up [--host H] [--port P] [--data-dir DIR] [--workers N] [--no-inference]
     ftserve worker
     ftserve inference --base-model NAME [--host H] [--port P]
-    ftserve keys create --org NAME [--data-dir DIR]
+    ftserve keys create --org NAME [--admin] [--expires-in DAYS] [--data-dir DIR]
+    ftserve keys list [--org NAME] [--data-dir DIR]
+    ftserve keys revoke KEY_ID [--data-dir DIR]
     ftserve db upgrade [--data-dir DIR]
     ftserve models list | add NAME --source S [--alias A]… [--data-dir DIR]
     ftserve openapi > openapi/openapi.json
@@ -20,10 +22,18 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from service.settings import Settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from service.db.models import ApiKey
+
+T = TypeVar("T")
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -42,6 +52,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     from service.catalog import load_catalog
     from service.db import upgrade_database
     from service.embedded import Supervisor, start_inference, start_private_redis, start_workers
+    from service.invalidation import announce_redis_url
 
     settings = _settings(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -62,6 +73,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             say(f"private Redis on {url}")
         else:
             say(f"Redis {settings.redis_url.split('@')[-1]}")
+        announce_redis_url(settings, settings.redis_url)  # where `ftserve keys revoke` announces revocations
         if not args.no_inference:
             serve = [m.name for m in load_catalog(settings).models if m.serve and m.name not in settings.inference_urls]
             started = start_inference(supervisor, serve, settings)
@@ -75,6 +87,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info", access_log=False)
     finally:
         say("stopping")
+        announce_redis_url(settings, None)
         supervisor.stop()
     return 0
 
@@ -98,31 +111,102 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_keys_create(args: argparse.Namespace) -> int:
+def _with_database(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """Runs `work(session)` on a migrated database and returns its result."""
     from service.db import create_engine, create_sessionmaker, upgrade_database
-    from service.keys import create_key
 
-    settings = _settings(args)
     upgrade_database(settings)
 
-    async def run() -> tuple[str, str, str]:
+    async def run() -> T:
         engine = create_engine(settings)
         try:
             async with create_sessionmaker(engine)() as session:
-                org, key = await create_key(session, args.org)
-                await session.commit()
-                return org.id, org.name, key
+                return await work(session)
         finally:
             await engine.dispose()
 
+    return asyncio.run(run())
+
+
+def _when(timestamp: int | None) -> str:
+    import datetime
+
+    if timestamp is None:
+        return "-"
+    return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    from service.ids import now_s
+    from service.keys import create_key
+
+    if args.expires_in is not None and args.expires_in <= 0:
+        print("ftserve: --expires-in must be a positive number of days", file=sys.stderr)
+        return 2
+    expires_at = None if args.expires_in is None else now_s() + round(args.expires_in * 86400)
+
+    async def work(session: AsyncSession) -> tuple[str, str, str, str]:
+        org, row, key = await create_key(session, args.org, admin=args.admin, expires_at=expires_at)
+        await session.commit()
+        return org.id, org.name, row.id, key
+
     try:
-        org_id, org_name, key = asyncio.run(run())
+        org_id, org_name, key_id, key = _with_database(_settings(args), work)
     except ValueError as exc:
         print(f"ftserve: {exc}", file=sys.stderr)
         return 2
     print(f"organization: {org_name} ({org_id})")
+    print(f"key id: {key_id}{' (admin)' if args.admin else ''}; expires: {_when(expires_at)}")
     print("Store this key now; it is not shown again.")
     print(key)
+    return 0
+
+
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    from service.keys import list_keys
+
+    async def work(session: AsyncSession) -> list[tuple[ApiKey, str]]:
+        return await list_keys(session, args.org)
+
+    rows = _with_database(_settings(args), work)
+    print("id\torganization\tcreated\tlast_used\trevoked\texpires\tadmin")
+    for key, org_name in rows:
+        times = (key.created_at, key.last_used_at, key.revoked_at, key.expires_at)
+        print("\t".join([key.id, org_name, *map(_when, times), "yes" if key.is_admin else "no"]))
+    return 0
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    from service.invalidation import publish, redis_url_for
+    from service.keys import revoke_key
+
+    settings = _settings(args)
+
+    async def work(session: AsyncSession) -> ApiKey | None:
+        row = await revoke_key(session, args.key_id)
+        await session.commit()
+        return row
+
+    row = _with_database(settings, work)
+    if row is None:
+        print(f"ftserve: no key {args.key_id!r} (see `ftserve keys list`)", file=sys.stderr)
+        return 2
+    print(f"revoked {row.id} at {_when(row.revoked_at)}")
+    # Committed first, announced second: a process that drops its cached entry re-reads the revoked row.
+    url = redis_url_for(settings)
+    if url is None:
+        print(f"no running service found (no REDIS_URL, no {settings.resolved_data_dir() / 'redis.url'})")
+        return 0
+    try:
+        listeners = asyncio.run(publish(url, "api_key", row.id))
+    except Exception as exc:
+        print(
+            f"ftserve: could not reach Redis ({exc}); API processes that cannot reach it either refuse the key "
+            f"within a second, others within {settings.key_cache_s:g} s",
+            file=sys.stderr,
+        )
+        return 0
+    print(f"{listeners} API process(es) told to drop it")
     return 0
 
 
@@ -195,7 +279,15 @@ def build_parser() -> argparse.ArgumentParser:
     keys = sub.add_parser("keys", help="manage API keys").add_subparsers(dest="keys_command", required=True)
     create = with_data_dir(keys.add_parser("create", help="create a key; the key is the last line printed"))
     create.add_argument("--org", required=True, help="organisation the key belongs to (created if new)")
+    create.add_argument("--admin", action="store_true", help="the key may also manage what the organisation shares")
+    create.add_argument("--expires-in", type=float, metavar="DAYS", help="the key stops working after DAYS days")
     create.set_defaults(func=cmd_keys_create)
+    listing = with_data_dir(keys.add_parser("list", help="list keys (never the keys themselves)"))
+    listing.add_argument("--org", help="only this organisation's keys")
+    listing.set_defaults(func=cmd_keys_list)
+    revoke = with_data_dir(keys.add_parser("revoke", help="revoke a key; every API process refuses it within 1 s"))
+    revoke.add_argument("key_id", help="the key's id (`key_…`, from `ftserve keys list`)")
+    revoke.set_defaults(func=cmd_keys_revoke)
 
     db = sub.add_parser("db", help="database maintenance").add_subparsers(dest="db_command", required=True)
     with_data_dir(db.add_parser("upgrade", help="apply migrations")).set_defaults(func=cmd_db_upgrade)

@@ -136,6 +136,21 @@ class Settings(BaseSettings):
     trainer_peak_flops: float | None = None
     """One device's peak FLOP/s, for the `mfu` in metric events; unset: known GPUs' bf16 peak."""
 
+    # --- Keys and per-organisation limits (see README "Keys" and "Limits") ---
+
+    key_cache_s: float = 10.0
+    """How long an API process trusts a key it has checked while it hears revocations (Redis
+    pub/sub, `service.invalidation`); at most 1 s while it does not."""
+
+    max_active_jobs_per_organization: int = 50
+    """Jobs of one organisation validating, queued or running at once; one more is a 429. 0: no limit."""
+
+    key_request_limit: int = 6000
+    """Requests one key may make per `key_request_window_s`; past it, 429 with `Retry-After`. 0: no limit."""
+
+    key_request_window_s: int = 60
+    """Length of a key's request-counting window, in seconds."""
+
     def resolved_data_dir(self) -> Path:
         return self.data_dir.expanduser().resolve()
 

@@ -59,7 +59,7 @@ def test_authenticate_accepts_only_the_exact_key(tmp_path) -> None:  # type: ign
     async def scenario() -> None:
         engine = create_engine(settings)
         async with create_sessionmaker(engine)() as session:
-            org, key = await create_key(session, "acme")
+            org, _, key = await create_key(session, "acme")
             await session.commit()
             assert (await authenticate(session, key)).id == org.id  # type: ignore[union-attr]
             tampered = key[:-1] + ("A" if key[-1] != "A" else "B")

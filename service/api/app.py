@@ -20,7 +20,13 @@ from litestar.types import Message, Scope
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service import __version__
-from service.api.deps import provide_db_session, provide_organization, provide_storage
+from service.api.deps import (
+    add_rate_limit_headers,
+    keys_lifespan,
+    provide_db_session,
+    provide_organization,
+    provide_storage,
+)
 from service.api.errors import EXCEPTION_HANDLERS
 from service.api.files.controllers import FileController
 from service.api.files.services import FileService
@@ -157,8 +163,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ],
         dependencies=dependencies,
         exception_handlers=EXCEPTION_HANDLERS,
-        lifespan=[lifespan],
-        before_send=[add_request_id],
+        lifespan=[lifespan, keys_lifespan(settings)],
+        before_send=[add_request_id, add_rate_limit_headers],
         request_max_body_size=None,  # limits are enforced per endpoint while streaming
         openapi_config=OpenAPIConfig(
             title="ftserve",

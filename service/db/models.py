@@ -37,6 +37,13 @@ class ApiKey(Base):
     """SHA-256 of the whole key; the key itself is never stored."""
     created_at: Mapped[int] = mapped_column(BigInteger)
     revoked_at: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    """Set by `ftserve keys revoke`; a revoked key is refused from then on."""
+    expires_at: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    """When the key stops working (Unix seconds); None: never."""
+    last_used_at: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    """Last request made with the key, to the minute (recorded at most once a minute)."""
+    is_admin: Mapped[bool] = mapped_column(default=False)
+    """Admin keys may also manage what the organisation shares (checkpoint permissions)."""
 
 
 class File(Base):
