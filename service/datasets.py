@@ -14,9 +14,13 @@ a `code` and a message that names the line.
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from service.errors import InvalidFileError
+
+if TYPE_CHECKING:
+    from service.settings import Settings
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 MAX_LINE_BYTES = 64 * 1024 * 1024
@@ -142,3 +146,30 @@ class JsonlChecker:
     def first_mismatch(self, want_preference: bool) -> int:
         """The first line whose kind is not the one wanted."""
         return self.first_line["chat" if want_preference else "preference"]
+
+
+def _checked(chunks: Iterable[bytes]) -> tuple[str, str | None, str | None] | None:
+    checker = JsonlChecker()
+    try:
+        for chunk in chunks:
+            checker.feed(chunk)
+        checker.close()
+    except InvalidFileError as exc:
+        return exc.message, exc.param, exc.code
+    return None
+
+
+def check_jsonl_file(path: str) -> tuple[str, str | None, str | None] | None:
+    """Check a fine-tuning JSONL file on disk: None, or the first fault's (message, param, code).
+
+    Meant for a worker process (see `service.api.files.checks`): plain values cross the boundary.
+    """
+    with open(path, "rb") as f:
+        return _checked(iter(lambda: f.read(1 << 20), b""))
+
+
+def check_jsonl_object(settings: Settings, key: str) -> tuple[str, str | None, str | None] | None:
+    """`check_jsonl_file` for an object in the configured storage."""
+    from service.storage import configured_storage
+
+    return _checked(configured_storage(settings).read_chunks(key))

@@ -136,6 +136,35 @@ class Settings(BaseSettings):
     trainer_peak_flops: float | None = None
     """One device's peak FLOP/s, for the `mfu` in metric events; unset: known GPUs' bf16 peak."""
 
+    # --- HTTP edge: request bodies, database pool, logs (see README "Limits" and "Logs") ---
+
+    max_json_body_bytes: int = 1 * MB
+    """Largest body of a JSON route (jobs, uploads, …); larger: 413 before the body is read."""
+
+    max_inference_body_bytes: int = 16 * MB
+    """Largest body of `/v1/chat/completions` and `/v1/completions` (long prompts)."""
+
+    body_idle_timeout_s: float = 30.0
+    """A request body that sends nothing for this long is cut (408) and its temporary data removed."""
+
+    db_pool_size: int = 10
+    """Database connections one API process keeps open."""
+
+    db_max_overflow: int = 10
+    """Connections opened beyond `db_pool_size` under load, closed again when idle."""
+
+    db_pool_timeout_s: float = 10.0
+    """How long a request waits for a free connection before it answers 503 with `Retry-After`."""
+
+    jsonl_check_processes: int = 1
+    """Processes that check uploaded fine-tuning JSONL, apart from the event loop's threads."""
+
+    log_format: str = "auto"
+    """`json` (one object per line), `text`, or `auto`: text when stderr is a terminal, else JSON."""
+
+    log_level: str = "INFO"
+    """Lowest level logged (`DEBUG`, `INFO`, `WARNING`, …)."""
+
     # --- Keys and per-organisation limits (see README "Keys" and "Limits") ---
 
     key_cache_s: float = 10.0

@@ -16,7 +16,6 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
-from litestar.types import Message, Scope
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service import __version__
@@ -28,19 +27,21 @@ from service.api.deps import (
     provide_storage,
 )
 from service.api.errors import EXCEPTION_HANDLERS
+from service.api.files.checks import JsonlChecks
 from service.api.files.controllers import FileController
 from service.api.files.services import FileService
 from service.api.fine_tuning.controllers import FineTuningJobController
 from service.api.fine_tuning.services import JobService
 from service.api.health import health, queue_depth, ready
 from service.api.inference.controllers import CompletionController
+from service.api.middleware.edge import EdgeMiddleware
 from service.api.models.controllers import ModelController
 from service.api.uploads.controllers import UploadController
 from service.api.uploads.services import UploadService
 from service.catalog import load_catalog
 from service.db import create_engine, create_sessionmaker
 from service.db.models import Organization
-from service.ids import random_token
+from service.logging_config import configure_logging
 from service.queue import VALIDATE_FUNCTION, VALIDATE_QUEUE, open_queue
 from service.reconciler import reconcile_forever
 from service.settings import Settings, get_settings
@@ -51,20 +52,13 @@ from service.validation import validate_job
 log = logging.getLogger("ftserve.api")
 
 
-async def add_request_id(message: Message, scope: Scope) -> None:
-    """Adds `x-request-id` to every response, routed or not (the SDKs surface it on errors)."""
-    if message["type"] == "http.response.start":
-        headers = list(message.get("headers", []))
-        headers.append((b"x-request-id", f"req_{random_token(24)}".encode()))
-        message["headers"] = headers
-
-
 def provide_file_service(
     db_session: NamedDependency[AsyncSession],
     storage: NamedDependency[ObjectStorage],
     organization: NamedDependency[Organization],
+    state: State,
 ) -> FileService:
-    return FileService(db_session, storage, organization)
+    return FileService(db_session, storage, organization, state.jsonl_checks)
 
 
 def provide_upload_service(
@@ -73,7 +67,7 @@ def provide_upload_service(
     organization: NamedDependency[Organization],
     state: State,
 ) -> UploadService:
-    return UploadService(db_session, storage, organization, state.settings)
+    return UploadService(db_session, storage, organization, state.settings, state.jsonl_checks)
 
 
 def provide_job_service(
@@ -106,6 +100,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        # Here rather than at build time: uvicorn sets up its own loggers between the two.
+        configure_logging(settings.log_format, settings.log_level)
         engine = create_engine(settings)
         storage = configured_storage(settings)
         if hasattr(storage, "ensure_bucket"):
@@ -118,6 +114,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         app.state.storage = storage
         app.state.sessionmaker = sessionmaker
         app.state.queue = queue
+        app.state.jsonl_checks = JsonlChecks(settings)
         # One pooled client for the inference servers; generation can take minutes.
         app.state.http = httpx.AsyncClient(
             timeout=httpx.Timeout(600.0, connect=5.0), limits=httpx.Limits(max_connections=1000)
@@ -139,6 +136,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await validator.close()
+            app.state.jsonl_checks.close()
             await app.state.http.aclose()
             await engine.dispose()
 
@@ -150,7 +148,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         "upload_service": Provide(provide_upload_service, sync_to_thread=False),
         "job_service": Provide(provide_job_service, sync_to_thread=False),
     }
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             FileController,
             UploadController,
@@ -164,8 +162,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         dependencies=dependencies,
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan, keys_lifespan(settings)],
-        before_send=[add_request_id, add_rate_limit_headers],
-        request_max_body_size=None,  # limits are enforced per endpoint while streaming
+        before_send=[add_rate_limit_headers],  # x-request-id is set by the edge middleware
+        request_max_body_size=None,  # the edge middleware enforces each route's limit
         openapi_config=OpenAPIConfig(
             title="ftserve",
             version=__version__,
@@ -176,3 +174,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ),
         debug=False,
     )
+    # Outside Litestar's routing and body decoding, so that it sees every request (unknown routes
+    # included) and can refuse one before a body byte is read; it wraps the exception layer.
+    app.asgi_handler = EdgeMiddleware(app.asgi_handler, settings)
+    return app

@@ -19,11 +19,20 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 def create_engine(settings: Settings) -> AsyncEngine:
     """An async engine for the configured database, with SQLite tuned for a concurrent server."""
     url = make_url(settings.resolved_database_url())
+    # Sized by settings; a request that finds no free connection in time fails fast (the API
+    # answers 503 with Retry-After) instead of queueing for the library's default 30 s.
+    pool = {
+        "pool_size": settings.db_pool_size,
+        "max_overflow": settings.db_max_overflow,
+        "pool_timeout": settings.db_pool_timeout_s,
+    }
     if url.get_backend_name() != "sqlite":
-        return create_async_engine(url, pool_pre_ping=True)
-    if url.database:
+        return create_async_engine(url, pool_pre_ping=True, **pool)
+    if url.database and url.database != ":memory:":
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(url, connect_args={"timeout": 30})
+    else:
+        pool = {}  # an in-memory database lives in one connection, not a pool
+    engine = create_async_engine(url, connect_args={"timeout": 30}, **pool)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]

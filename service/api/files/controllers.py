@@ -11,7 +11,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.response import Stream
 
-from service.api.files.schemas import FileDeleted, FileList, FileObject
+from service.api.files.schemas import MAX_FILENAME_CHARS, FileDeleted, FileList, FileObject
 from service.api.files.services import FileService, check_purpose, parse_expires_after
 from service.api.multipart import read_multipart
 from service.api.openapi_docs import ERROR_RESPONSES, MULTIPART_FILE_BODY, UPLOAD_ERROR_RESPONSES
@@ -33,11 +33,18 @@ class FileController(Controller):
     async def create_file(
         self, request: Request[Any, Any, State], file_service: NamedDependency[FileService], state: State
     ) -> FileObject:
+        await file_service.release_connection()  # no connection is held while the body arrives
         form = await read_multipart(request, file_field="file", max_file_bytes=state.settings.max_file_bytes)
         try:
             purpose = check_purpose(form.fields.get("purpose"))
             if form.file is None:
                 raise InvalidRequestError("Missing required parameter: 'file'.", param="file")
+            if len(form.file.filename) > MAX_FILENAME_CHARS:
+                raise InvalidRequestError(
+                    f"The file name is longer than {MAX_FILENAME_CHARS} characters.",
+                    param="file",
+                    code="string_too_long",
+                )
             expires_after_s = parse_expires_after(
                 form.fields.get("expires_after[anchor]"), form.fields.get("expires_after[seconds]")
             )
@@ -46,6 +53,7 @@ class FileController(Controller):
                 filename=form.file.filename,
                 purpose=purpose,
                 expires_after_s=expires_after_s,
+                local_path=form.file.path,
             )
         finally:
             if form.file is not None:

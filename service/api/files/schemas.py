@@ -21,6 +21,8 @@ FilePurpose = Literal[
 ]
 CREATABLE_PURPOSES: frozenset[str] = frozenset({"assistants", "batch", "fine-tune", "vision", "user_data", "evals"})
 """Purposes a client may upload with; the others are written by the service itself."""
+MAX_FILENAME_CHARS = 512
+"""Longest file name (`POST /v1/files`, `POST /v1/uploads`); the database column holds 512."""
 
 
 class FileObject(BaseModel):

@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.api.files.checks import JsonlChecks
 from service.api.files.schemas import CREATABLE_PURPOSES
 from service.api.pagination import Page, cursor_page
-from service.datasets import JsonlChecker
 from service.db.models import File, Organization
 from service.errors import InvalidRequestError, NotFoundError
 from service.ids import new_file_id, now_s
@@ -52,24 +53,13 @@ def parse_expires_after(anchor: str | None, seconds: str | int | None) -> int | 
     return value
 
 
-def checked_chunks(chunks: Iterable[bytes], purpose: str) -> Iterator[bytes]:
-    """Pass chunks through, checking fine-tuning JSONL on the way; the last check runs at the end."""
-    checker = JsonlChecker() if purpose == "fine-tune" else None
-    for chunk in chunks:
-        if checker:
-            checker.feed(chunk)
-        yield chunk
-    if checker:
-        checker.close()
-
-
-def store_checked(storage: ObjectStorage, key: str, chunks: Iterable[bytes], purpose: str) -> int:
-    """Store the stream under `key` only if its content suits `purpose`; nothing is left behind otherwise."""
+def store_or_remove(storage: ObjectStorage, key: str, chunks: Iterable[bytes]) -> int:
+    """Store the stream under `key`; if the stream fails (an md5 mismatch), nothing is left behind."""
     try:
-        return storage.put_stream(key, checked_chunks(chunks, purpose))
+        return storage.put_stream(key, chunks)
     except BaseException:
         # Local writes and S3 multipart uploads are atomic, but a single-part S3 put of a stream
-        # that failed its final check may have landed: remove it.
+        # that failed at its end may have landed: remove it.
         storage.delete(key)
         raise
 
@@ -81,6 +71,12 @@ class FileService:
     session: AsyncSession
     storage: ObjectStorage
     organization: Organization
+    checks: JsonlChecks
+
+    async def release_connection(self) -> None:
+        """End the session's read transaction, so that its connection goes back to the pool while
+        a slow client sends its body (the session opens a new one when next used)."""
+        await self.session.commit()
 
     @staticmethod
     def storage_key(organization_id: str, file_id: str) -> str:
@@ -93,11 +89,24 @@ class FileService:
         filename: str,
         purpose: str,
         expires_after_s: int | None = None,
+        local_path: Path | None = None,
     ) -> File:
-        """Check and store the bytes; returns the row to insert, not yet added to the session."""
+        """Check and store the bytes; returns the row to insert, not yet added to the session.
+
+        `fine-tune` data is checked in the checking processes: from `local_path` (the same bytes
+        as `chunks`, on disk) before storing when given, else from storage after it."""
         file_id = new_file_id()
         key = self.storage_key(self.organization.id, file_id)
-        size = await asyncio.to_thread(store_checked, self.storage, key, chunks, purpose)
+        fine_tune = purpose == "fine-tune"
+        if fine_tune and local_path is not None:
+            await self.checks.check_file(local_path)
+        size = await asyncio.to_thread(store_or_remove, self.storage, key, chunks)
+        if fine_tune and local_path is None:
+            try:
+                await self.checks.check_object(key)
+            except BaseException:
+                await asyncio.to_thread(self.storage.delete, key)
+                raise
         created = now_s()
         return File(
             id=file_id,
@@ -154,19 +163,23 @@ class FileService:
         await asyncio.to_thread(self.storage.delete, row.storage_key)
 
     async def content(self, file_id: str) -> tuple[File, AsyncIterator[bytes]]:
+        """The row and its bytes. The first chunk is read here, so that bytes missing from storage
+        are a 404 before any header is sent, not a body cut short after its `content-length`."""
         row = await self.get(file_id)
-        return row, iterate_in_thread(self.storage, row.storage_key)
-
-
-async def iterate_in_thread(storage: ObjectStorage, key: str) -> AsyncIterator[bytes]:
-    """The object's chunks, each read in a worker thread so the event loop never blocks on storage."""
-    iterator = storage.read_chunks(key)
-    sentinel = object()
-    while True:
+        iterator = self.storage.read_chunks(row.storage_key)
         try:
-            chunk = await asyncio.to_thread(next, iterator, sentinel)
+            first = await asyncio.to_thread(next, iterator, None)
         except ObjectNotFound:
-            raise NotFoundError("The file's content is missing from storage.", param="file_id") from None
-        if chunk is sentinel:
-            return
-        yield chunk  # type: ignore[misc]
+            raise NotFoundError(
+                f"The content of file {file_id} is missing from storage.", param="file_id", code="file_content_missing"
+            ) from None
+        return row, iterate_in_thread(first, iterator)
+
+
+async def iterate_in_thread(first: bytes | None, iterator: Iterator[bytes]) -> AsyncIterator[bytes]:
+    """The object's chunks, each read in a worker thread so the event loop never blocks on storage."""
+    sentinel = object()
+    chunk: Any = first
+    while chunk is not None and chunk is not sentinel:
+        yield chunk
+        chunk = await asyncio.to_thread(next, iterator, sentinel)

@@ -46,10 +46,15 @@ class Method(BaseModel):
     reinforcement: dict[str, Any] | None = None
 
 
+SUFFIX_PATTERN = r"^[A-Za-z0-9._-]+$"
+"""Characters a suffix may have: it becomes part of a model id, which must survive a URL path."""
+
+
 class WandbIntegration(BaseModel):
-    project: str
-    name: str | None = None
-    entity: str | None = None
+    project: str = Field(min_length=1, max_length=128)
+    """Weights & Biases project (stored, not called)."""
+    name: str | None = Field(default=None, max_length=128)
+    entity: str | None = Field(default=None, max_length=128)
     tags: list[Annotated[str, Field(max_length=64)]] | None = Field(default=None, max_length=50)
 
 
@@ -66,8 +71,8 @@ class CreateJobRequest(BaseModel):
     """Id of a file with purpose `fine-tune`."""
     validation_file: str | None = Field(default=None, max_length=64)
     """Id of a file with purpose `fine-tune`, scored at the end of each epoch."""
-    suffix: str | None = Field(default=None, min_length=1, max_length=64)
-    """Up to 64 characters added to the fine-tuned model's name."""
+    suffix: str | None = Field(default=None, min_length=1, max_length=64, pattern=SUFFIX_PATTERN)
+    """Up to 64 letters, digits, `-`, `_` or `.`, added to the fine-tuned model's name."""
     seed: int | None = Field(default=None, ge=0, le=2147483647)
     """Makes the run reproducible; generated when absent."""
     metadata: dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=512)]] | None = Field(

@@ -54,6 +54,7 @@ class UploadController(Controller):
         state: State,
     ) -> UploadPartObject:
         await upload_service.get(upload_id)  # 404 before reading a body for an unknown upload
+        await upload_service.release_connection()  # and no connection held while the body arrives
         form = await read_multipart(request, file_field="data", max_file_bytes=state.settings.max_part_bytes)
         try:
             if form.file is None:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
-from service.api.files.schemas import FileObject
+from service.api.files.schemas import MAX_FILENAME_CHARS, FileObject
 from service.api.files.services import EXPIRES_MAX_S, EXPIRES_MIN_S
 from service.db.models import File, Upload, UploadPart
 from service.ids import now_s
@@ -24,20 +24,20 @@ class ExpiresAfter(BaseModel):
 class CreateUploadRequest(BaseModel):
     bytes: int = Field(ge=0)
     """Total size the parts will add up to."""
-    filename: str = Field(min_length=1, max_length=512)
+    filename: str = Field(min_length=1, max_length=MAX_FILENAME_CHARS)
     """Name of the file the upload becomes."""
     mime_type: str = Field(min_length=1, max_length=128)
     """MIME type; it must suit the purpose (`text/jsonl` for `fine-tune`)."""
-    purpose: str
+    purpose: str = Field(max_length=64)
     """Purpose of the resulting file."""
     expires_after: ExpiresAfter | None = None
     """Expiry policy of the resulting file."""
 
 
 class CompleteUploadRequest(BaseModel):
-    part_ids: list[str]
-    """Part ids in the order their bytes are to be joined."""
-    md5: str | None = None
+    part_ids: list[Annotated[str, Field(max_length=64)]] = Field(max_length=10_000)
+    """Part ids in the order their bytes are to be joined (at most 10,000, as OpenAI's)."""
+    md5: str | None = Field(default=None, max_length=64)
     """Optional MD5 (hex) of the whole file, checked before the file is created."""
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.api.files.checks import JsonlChecks
 from service.api.files.services import FileService, check_purpose
 from service.db.models import File, Organization, Upload, UploadPart
 from service.errors import ConflictError, InvalidRequestError, NotFoundError
@@ -54,6 +55,11 @@ class UploadService:
     storage: ObjectStorage
     organization: Organization
     settings: Settings
+    checks: JsonlChecks
+
+    async def release_connection(self) -> None:
+        """End the read transaction: the connection goes back to the pool while a body arrives."""
+        await self.session.commit()
 
     async def create(
         self, *, bytes_: int, filename: str, mime_type: str, purpose: str, expires_after_s: int | None
@@ -150,7 +156,7 @@ class UploadService:
             )
         digest = hashlib.md5(usedforsecurity=False)
         keys = [parts[p].storage_key for p in part_ids]
-        files = FileService(self.session, self.storage, self.organization)
+        files = FileService(self.session, self.storage, self.organization, self.checks)
         file = await files.store(
             chunks=verify_md5(joined_chunks(self.storage, keys, digest), digest, md5),
             filename=upload.filename,
