@@ -36,8 +36,7 @@ class TtlCache(Generic[K, V]):
             return None
         lifetime = self.ttl_s if max_age_s is None else min(self.ttl_s, max_age_s)
         if time.monotonic() - entry[0] > lifetime:
-            if max_age_s is None or max_age_s >= self.ttl_s:
-                self._entries.pop(key, None)
+            self._entries.pop(key, None)
             return None
         return entry[1]
 

@@ -289,3 +289,26 @@ def test_require_admin_answers_openais_403(tmp_path) -> None:  # type: ignore[no
         assert refused.json()["error"]["type"] == "permission_error"
         assert refused.json()["error"]["code"] == "insufficient_permissions"
         assert set(refused.json()["error"]) == {"message", "type", "param", "code"}
+
+
+def test_cli_revoke_finds_the_private_redis_of_ftserve_up(request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    stack = make_stack(request, "sqlite-local", tmp_path)  # no REDIS_URL: `ftserve up` starts its own Redis
+    try:
+        url = stack.start_api("--no-inference", "--workers", "0").base_url
+        recorded = (tmp_path / "redis.url").read_text().strip()
+        assert recorded.startswith("redis://127.0.0.1:")
+        key_id, key = new_key(stack.env, "--org", "acme")
+        assert status_of(url, key) == 200
+        out = run_cli(stack.env, "keys", "revoke", key_id)
+        assert out.returncode == 0 and "1 API process(es)" in out.stdout, out.stdout + out.stderr
+        assert seconds_until_refused([url], key, time.monotonic())[0] < 1.0
+    finally:
+        stack.stop()
+    assert not (tmp_path / "redis.url").exists()  # removed on the way out
+    out = run_cli(stack.env, "keys", "revoke", stack_key_id(stack))
+    assert out.returncode == 0 and "no running service found" in out.stdout
+
+
+def stack_key_id(stack: Stack) -> str:
+    listing = run_cli(stack.env, "keys", "list", "--org", "globex").stdout.strip().splitlines()
+    return listing[1].split("\t")[0]
