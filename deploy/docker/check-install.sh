@@ -3,7 +3,7 @@
 # virtual environment, then its import check and `ftserve --help` (install.sh runs both). Each
 # role goes through both stages the images use (dependencies from pyproject.toml, then source).
 # The API role is installed again with Python 3.12 (vLLM's images ship 3.12) when this machine
-# has one (FTSERVE_CHECK_PYTHON312, or python3.12 on the PATH).
+# has one (FTSERVE_CHECK_PYTHON312, python3.12 on the PATH, or a pyenv 3.12).
 #   bash deploy/docker/check-install.sh [WORK_DIR]
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -25,8 +25,12 @@ for role in api trainer inference; do
   install_role python3 "$role" "$work/$role"
 done
 
-py312="${FTSERVE_CHECK_PYTHON312:-$(command -v python3.12 || true)}"
-if [ -n "$py312" ] && "$py312" --version >/dev/null 2>&1; then
+py312="${FTSERVE_CHECK_PYTHON312:-}"
+for candidate in "$py312" python3.12 "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.12*/bin/python3.12; do
+  if [ -n "$candidate" ] && "$candidate" --version >/dev/null 2>&1; then py312="$candidate"; break; fi
+  py312=""
+done
+if [ -n "$py312" ]; then
   echo "== role: api ($("$py312" --version))"
   install_role "$py312" api "$work/api-py312"
 else
