@@ -6,9 +6,10 @@ The catalogue entry of the job's base model may say how `"auto"` resolves for it
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-from service.catalog import BaseModel
+from service.catalog import BaseModel, TrainingDefaults
 
 HYPERPARAMETER_NAMES = ("n_epochs", "batch_size", "learning_rate_multiplier")
 DPO_DEFAULT_BETA = 0.1
@@ -17,31 +18,49 @@ DPO_DEFAULT_BETA = 0.1
 def resolve_hyperparameters(
     requested: dict[str, Any], n_examples: int, base: BaseModel | None = None
 ) -> dict[str, Any]:
-    """Replace each `"auto"` with a number chosen from the data set's size.
+    """Replace each `"auto"` with a number chosen from the data set's size and the base model.
 
-    The rules (documented in the README):
+    OpenAI's rules (documented in the README), for what the catalogue entry leaves unsaid:
     - `n_epochs`: aim for 3 passes, but see every example ~100 times in all on small sets and
       at most ~25,000 example-passes on large ones: `3`, raised to `min(25, 100 // n)` when
       `3n < 100`, lowered to `max(1, 25000 // n)` when `3n > 25000`.
     - `batch_size`: about 0.2% of the examples, between 1 and 256.
     - `learning_rate_multiplier`: 1.0, the catalogue's learning rate for the base model as is.
 
+    The entry's `auto` (`service.catalog.TrainingDefaults`) replaces any of them; its
+    `min_steps` then raises `"auto"` epochs until the job makes that many optimizer steps.
+
     Example:
         >>> resolve_hyperparameters({"n_epochs": "auto", "batch_size": 4}, 20)
         {'n_epochs': 5, 'batch_size': 4, 'learning_rate_multiplier': 1.0}
+        >>> from service.catalog import TrainingDefaults
+        >>> tuned = BaseModel(name="m", source="m", auto=TrainingDefaults(n_epochs=25, min_steps=300))
+        >>> resolve_hyperparameters({}, 10, tuned)
+        {'n_epochs': 30, 'batch_size': 1, 'learning_rate_multiplier': 1.0}
     """
+    defaults = (base.auto if base else None) or TrainingDefaults()
     resolved = dict(requested)
+    if resolved.get("batch_size", "auto") == "auto":
+        resolved["batch_size"] = defaults.batch_size or max(1, min(256, round(n_examples * 0.002)))
     if resolved.get("n_epochs", "auto") == "auto":
+        resolved["n_epochs"] = _epochs(n_examples, int(resolved["batch_size"]), defaults)
+    if resolved.get("learning_rate_multiplier", "auto") == "auto":
+        resolved["learning_rate_multiplier"] = defaults.learning_rate_multiplier or 1.0
+    if "beta" in resolved and resolved["beta"] == "auto":
+        resolved["beta"] = DPO_DEFAULT_BETA
+    return {k: resolved[k] for k in (*HYPERPARAMETER_NAMES, *(["beta"] if "beta" in resolved else []))}
+
+
+def _epochs(n_examples: int, batch_size: int, defaults: TrainingDefaults) -> int:
+    if defaults.n_epochs is not None:
+        epochs = defaults.n_epochs
+    else:
         epochs = 3
         if n_examples * epochs < 100:
             epochs = min(25, 100 // max(n_examples, 1))
         elif n_examples * epochs > 25_000:
             epochs = max(1, 25_000 // n_examples)
-        resolved["n_epochs"] = epochs
-    if resolved.get("batch_size", "auto") == "auto":
-        resolved["batch_size"] = max(1, min(256, round(n_examples * 0.002)))
-    if resolved.get("learning_rate_multiplier", "auto") == "auto":
-        resolved["learning_rate_multiplier"] = 1.0
-    if "beta" in resolved and resolved["beta"] == "auto":
-        resolved["beta"] = DPO_DEFAULT_BETA
-    return {k: resolved[k] for k in (*HYPERPARAMETER_NAMES, *(["beta"] if "beta" in resolved else []))}
+    if defaults.min_steps:
+        steps_per_epoch = max(1, math.ceil(n_examples / max(batch_size, 1)))
+        epochs = max(epochs, math.ceil(defaults.min_steps / steps_per_epoch))
+    return epochs
