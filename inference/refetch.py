@@ -17,7 +17,7 @@ import logging
 from typing import Any
 
 from inference.cache import AdapterCache
-from inference.resolver import is_adapter_name
+from service.fine_tuning.layout import is_adapter_name
 
 log = logging.getLogger("ftserve.inference")
 

@@ -17,12 +17,9 @@ from typing import Any
 
 from inference.cache import AdapterCache
 from service.adapters import ADAPTER_MARKER, base_fingerprint
+from service.fine_tuning.layout import is_adapter_name
 
 log = logging.getLogger("ftserve.inference")
-
-
-def is_adapter_name(name: str) -> bool:
-    return name.startswith("jobs/") and name.endswith("/adapter/")
 
 
 class StorageAdapterResolver:

@@ -6,7 +6,8 @@ The database says what should happen; Redis only wakes workers up. Each pass:
 - a job `queued` that no worker holds and that is not in Redis is enqueued for training
   (Redis was flushed or restarted, or a resume raced a worker still saving its pause);
 - a job `running` whose holder stopped renewing its lease (the worker was killed, its node
-  died) goes back to `queued` and is enqueued again; it resumes from its last checkpoint.
+  died, it lost the database) goes back to `queued` (`states.requeue_lapsed`) and is enqueued
+  again; it resumes from its last checkpoint. Leases are compared on the database's clock.
 
 Every step is idempotent, so any number of API replicas may run it at once.
 """
@@ -17,12 +18,12 @@ import asyncio
 import logging
 
 from arq.connections import ArqRedis
-from sqlalchemy import or_, select, update
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.db.models import FineTuningJob
-from service.fine_tuning import add_event
-from service.ids import now_s
+from service.fine_tuning import states
+from service.fine_tuning.clock import db_now
 from service.queue import (
     enqueue_training,
     enqueue_validation,
@@ -36,7 +37,6 @@ log = logging.getLogger("ftserve.reconciler")
 
 async def reconcile_once(sessionmaker: async_sessionmaker[AsyncSession], redis: ArqRedis) -> list[str]:
     """One pass; returns the ids of the jobs it enqueued again."""
-    now = now_s()
     requeued: list[str] = []
     async with sessionmaker() as session:
         validating = list(await session.scalars(
@@ -48,33 +48,19 @@ async def reconcile_once(sessionmaker: async_sessionmaker[AsyncSession], redis: 
                 requeued.append(job_id)
 
         lost = list(await session.scalars(
-            select(FineTuningJob).where(
+            select(FineTuningJob.id).where(
                 FineTuningJob.status == "running",
-                or_(FineTuningJob.lease_expires_at.is_(None), FineTuningJob.lease_expires_at < now),
+                or_(FineTuningJob.lease_expires_at.is_(None), FineTuningJob.lease_expires_at <= db_now()),
             )
         ))  # fmt: skip
-        for job in lost:
-            moved = await session.execute(
-                update(FineTuningJob)
-                .where(FineTuningJob.id == job.id, FineTuningJob.status == "running",
-                       FineTuningJob.lease_expires_at == job.lease_expires_at)
-                .values(status="queued", worker_id=None, lease_expires_at=None)
-            )  # fmt: skip
-            if moved.rowcount == 1:  # type: ignore[attr-defined]
-                add_event(
-                    session,
-                    job.id,
-                    "The trainer running this job stopped responding; the job is queued again and "
-                    "resumes from its last checkpoint.",
-                    level="warn",
-                )
-                await session.commit()
-                await release_in_progress(redis, job.id)
+        for job_id in lost:
+            if await states.requeue_lapsed(session, job_id):
+                await release_in_progress(redis, job_id)
 
         queued = list(await session.scalars(
             select(FineTuningJob.id).where(
                 FineTuningJob.status == "queued",
-                or_(FineTuningJob.lease_expires_at.is_(None), FineTuningJob.lease_expires_at < now),
+                or_(FineTuningJob.lease_expires_at.is_(None), FineTuningJob.lease_expires_at <= db_now()),
             )
         ))  # fmt: skip
         for job_id in queued:

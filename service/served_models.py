@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.catalog import BaseModel, Catalog
 from service.db.models import FineTuningJob, FineTuningJobCheckpoint, Organization
-from service.fine_tuning import job_storage_prefix
+from service.fine_tuning.layout import adapter_prefix, saved_adapter_prefix
 
 SYSTEM_OWNER = "system"
 """`owned_by` of catalogue base models."""
@@ -42,7 +42,7 @@ def _job_model(job: FineTuningJob, base: BaseModel, organization: Organization) 
     return ServedModel(
         id=job.fine_tuned_model or "",
         base=base,
-        adapter=job_storage_prefix(job) + "adapter/",
+        adapter=adapter_prefix(job.organization_id, job.id),
         created=job.finished_at or job.created_at,
         owned_by=organization.name,
         job_id=job.id,
@@ -53,7 +53,7 @@ def _checkpoint_model(checkpoint: FineTuningJobCheckpoint, base: BaseModel, orga
     return ServedModel(
         id=checkpoint.fine_tuned_model_checkpoint,
         base=base,
-        adapter=checkpoint.storage_prefix + "adapter/",
+        adapter=saved_adapter_prefix(checkpoint.storage_prefix),
         created=checkpoint.created_at,
         owned_by=organization.name,
         job_id=checkpoint.job_id,

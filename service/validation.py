@@ -13,25 +13,22 @@ import logging
 from typing import Any
 
 from arq.connections import ArqRedis
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.catalog import Catalog, load_catalog
 from service.datasets import JsonlChecker
 from service.db.models import File, FineTuningJob
 from service.errors import InvalidFileError
-from service.fine_tuning import (
-    MIN_EXAMPLES,
-    add_event,
-    method_hyperparameters,
-    with_hyperparameters,
-)
-from service.ids import now_s
+from service.fine_tuning import MIN_EXAMPLES, method_hyperparameters, states, with_hyperparameters
+from service.fine_tuning.retrying import in_session, retry_transient
 from service.queue import enqueue_training
 from service.storage import ObjectNotFound, ObjectStorage
 from service.training_defaults import resolve_hyperparameters
 
 log = logging.getLogger("ftserve.validation")
+RETRY_WITHIN_S = 60.0
+"""How long transient database or Redis faults are retried before the reconciler takes over."""
 
 
 def count_examples(storage: ObjectStorage, key: str, *, param: str, method: str) -> int:
@@ -55,8 +52,26 @@ def count_examples(storage: ObjectStorage, key: str, *, param: str, method: str)
     return count
 
 
-async def _file(session: AsyncSession, job: FineTuningJob, file_id: str) -> File | None:
-    return await session.scalar(select(File).where(File.id == file_id, File.organization_id == job.organization_id))
+async def _read_job(
+    session: AsyncSession, job_id: str
+) -> tuple[FineTuningJob, list[tuple[str, str, str | None]]] | None:
+    """The job and, per file, (param, file id, storage key or None if gone); None if not to validate.
+
+    A short read in its own session: nothing is held while the files are counted."""
+    job = await session.scalar(select(FineTuningJob).where(FineTuningJob.id == job_id))
+    if job is None or job.status != "validating_files":
+        return None  # cancelled meanwhile, or validated by another replica
+    files = [("training_file", job.training_file)]
+    if job.validation_file:
+        files.append(("validation_file", job.validation_file))
+    found = []
+    for param, file_id in files:
+        key = await session.scalar(
+            select(File.storage_key).where(File.id == file_id, File.organization_id == job.organization_id)
+        )
+        found.append((param, file_id, key))
+    await session.commit()
+    return job, found
 
 
 async def validate(
@@ -66,57 +81,49 @@ async def validate(
     job_id: str,
     catalog: Catalog | None = None,
 ) -> None:
-    """Validate one job's files; move it to `queued` and enqueue it for training, or fail it."""
-    async with sessionmaker() as session:
-        job = await session.scalar(select(FineTuningJob).where(FineTuningJob.id == job_id))
-        if job is None or job.status != "validating_files":
-            return  # cancelled meanwhile, or validated by another replica
-        method = (job.method or {}).get("type", "supervised")
-        files = [("training_file", job.training_file)]
-        if job.validation_file:
-            files.append(("validation_file", job.validation_file))
-        counts: dict[str, int] = {}
-        error: dict[str, Any] | None = None
-        for param, file_id in files:
-            add_event(session, job.id, f"Validating {param.replace('_', ' ')}: {file_id}")
-            row = await _file(session, job, file_id)
-            try:
-                if row is None:
-                    raise InvalidFileError(f"The {param.replace('_', ' ')} {file_id} no longer exists.", param=param)
-                counts[param] = await asyncio.to_thread(
-                    count_examples, storage, row.storage_key, param=param, method=method
-                )
-            except InvalidFileError as exc:
-                error = {"code": exc.code or f"invalid_{param}", "message": exc.message, "param": param}
-                break
-        if error is None and counts["training_file"] < MIN_EXAMPLES:
-            n = counts["training_file"]
-            error = {
-                "code": "invalid_n_examples",
-                "message": f"Training file has {n} example(s), but must have at least {MIN_EXAMPLES} examples",
-                "param": "training_file",
-            }
-        values: dict[str, Any]
-        if error is not None:
-            values = {"status": "failed", "error": error, "finished_at": now_s()}
-            add_event(session, job.id, error["message"], level="error")
-        else:
-            hyperparameters = resolve_hyperparameters(
-                method_hyperparameters(job), counts["training_file"], (catalog or Catalog()).resolve(job.base_model)
-            )
-            values = {"status": "queued", "method": with_hyperparameters(job.method, hyperparameters)}
-            add_event(session, job.id, "Files validated, moving job to queued state")
-        moved = await session.execute(
-            update(FineTuningJob)
-            .where(FineTuningJob.id == job.id, FineTuningJob.status == "validating_files")
-            .values(**values)
+    """Validate one job's files; move it to `queued` and enqueue it for training, or fail it.
+
+    Three steps, none of which holds a transaction while another runs: read the job, count and
+    check the files (no session at all), then one transition."""
+    read = await in_session(sessionmaker, _read_job, job_id, within_s=RETRY_WITHIN_S)
+    if read is None:
+        return
+    job, files = read
+    method = (job.method or {}).get("type", "supervised")
+    counts: dict[str, int] = {}
+    error: dict[str, Any] | None = None
+    checked: list[tuple[str, str]] = []
+    for param, file_id, key in files:
+        checked.append((param, file_id))
+        try:
+            if key is None:
+                raise InvalidFileError(f"The {param.replace('_', ' ')} {file_id} no longer exists.", param=param)
+            counts[param] = await asyncio.to_thread(count_examples, storage, key, param=param, method=method)
+        except InvalidFileError as exc:
+            error = {"code": exc.code or f"invalid_{param}", "message": exc.message, "param": param}
+            break
+    if error is None and counts["training_file"] < MIN_EXAMPLES:
+        n = counts["training_file"]
+        error = {
+            "code": "invalid_n_examples",
+            "message": f"Training file has {n} example(s), but must have at least {MIN_EXAMPLES} examples",
+            "param": "training_file",
+        }
+    if error is not None:
+        await in_session(
+            sessionmaker, states.validation_failed, job_id, error, checked=checked, within_s=RETRY_WITHIN_S
         )
-        if moved.rowcount != 1:  # type: ignore[attr-defined]
-            await session.rollback()  # cancelled while we read the files
-            return
-        await session.commit()
-    if error is None:
-        await enqueue_training(redis, job_id)
+        return
+    hyperparameters = resolve_hyperparameters(
+        method_hyperparameters(job), counts["training_file"], (catalog or Catalog()).resolve(job.base_model)
+    )
+    moved = await in_session(
+        sessionmaker, states.validated, job_id, method=with_hyperparameters(job.method, hyperparameters),
+        checked=checked, within_s=RETRY_WITHIN_S,
+    )  # fmt: skip
+    if moved:
+        # The job is queued in the database; should Redis fail here, the reconciler enqueues it.
+        await retry_transient(lambda: enqueue_training(redis, job_id), within_s=RETRY_WITHIN_S)
         log.info("job %s validated (%s); queued for training", job_id, json.dumps(counts))
 
 

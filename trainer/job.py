@@ -21,6 +21,7 @@ from service.adapters import base_fingerprint
 from service.catalog import BaseModel
 from service.datasets import check_example, parse_line
 from service.errors import InvalidFileError
+from service.fine_tuning.layout import saved_adapter_prefix, saved_state_prefix
 from service.settings import Settings
 from service.storage import ObjectStorage, download_tree, upload_tree
 from service.training_defaults import DPO_DEFAULT_BETA
@@ -151,7 +152,7 @@ class _Callbacks:
 
     def _save(self, kind: str, step: int, save_state: Any) -> tuple[str, str]:
         """Upload adapter + full training state; returns (adapter prefix, state prefix)."""
-        prefix = f"{self.spec.storage_prefix}{kind}/step-{step}/"
+        prefix = saved_state_prefix(self.spec.storage_prefix, kind, step)
         with tempfile.TemporaryDirectory(prefix="ftserve-ckpt-") as tmp:
             adapter = Path(tmp) / "adapter"
             self.model.save_pretrained(adapter)
@@ -160,9 +161,11 @@ class _Callbacks:
             state = {**save_state(), "history": self.history}
             torch.save(state, Path(tmp) / "state.pt")
             self.storage.put_file(prefix + "state.pt", Path(tmp) / "state.pt")
-        return prefix + "adapter/", prefix
+        return saved_adapter_prefix(prefix), prefix
 
     def on_epoch_end(self, epoch: int, step: int, total_steps: int, save: Any, metrics: dict[str, float]) -> None:
+        if self.reporter.control() == "lost":
+            return  # another worker may hold the job now: store nothing
         last = next((r for r in reversed(self.history) if r["step"] == step), {"step": step, **metrics})
         adapter_prefix, state_prefix = self._save("checkpoints", step, save)
         self.reporter.checkpoint(step, last, adapter_prefix, state_prefix)
@@ -252,7 +255,9 @@ def run_training(spec: JobSpec, storage: ObjectStorage, settings: Settings, repo
     if result.stopped:
         return Outcome(callbacks.stop_reason, result.steps, total_steps, result.trained_tokens,
                        resume_prefix=callbacks.resume_prefix)  # fmt: skip
-    adapter_prefix = spec.storage_prefix + "adapter/"
+    if reporter.control() == "lost":  # another worker may hold the job now: store nothing
+        return Outcome("lost", result.steps, total_steps, result.trained_tokens)
+    adapter_prefix = saved_adapter_prefix(spec.storage_prefix)
     with tempfile.TemporaryDirectory(prefix="ftserve-adapter-") as tmp:
         model.save_pretrained(Path(tmp))
         write_marker(Path(tmp), {**info, "step": result.steps})

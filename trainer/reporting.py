@@ -1,24 +1,36 @@
-"""The training thread's bridge to the database, and the holder's side of the job lease.
+"""The worker's side of a job lease, and the training thread's bridge to the database.
 
-Every write is fenced on `worker_id`: a worker whose lease lapsed (and whose job another worker
-took over) can no longer change the job, whatever it still tries to write.
+Every write goes through a transition of `service.fine_tuning.leases`, guarded by this worker's
+lease on the database's clock, and is retried on transient faults only for as long as the lease
+lasts. Once a write finds the lease gone, or cannot be made before the lease would lapse, the
+lease is `lost`: the training thread stops at its next step, keeps nothing, and writes nothing
+more. Whoever claims the job next resumes it from its last recorded checkpoint.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from service.db.models import FineTuningJob, FineTuningJobCheckpoint
-from service.fine_tuning import add_event, checkpoint_model_name, new_event
+from service.db.models import FineTuningJobCheckpoint
+from service.fine_tuning import checkpoint_model_name, leases
+from service.fine_tuning.events import job_event
+from service.fine_tuning.leases import Lease
+from service.fine_tuning.retrying import in_session, is_transient
 from service.ids import new_id, now_s
 from service.storage import ObjectStorage
 from trainer.job import Control
+
+log = logging.getLogger("ftserve.worker")
+LEASE_MARGIN_S = 1.5
+"""Safety margin on the worker's estimate of its lease: the database stores whole seconds."""
 
 
 def _fmt(metrics: dict[str, float]) -> str:
@@ -29,121 +41,116 @@ def _fmt(metrics: dict[str, float]) -> str:
 
 
 @dataclass
-class JobLease:
-    """What the worker knows about the job it holds, updated by the heartbeat."""
+class HeldJob:
+    """What the worker knows about the job it holds; the heartbeat keeps it current."""
 
-    job_id: str
-    worker_id: str
-    lease_s: int
-    control: Control | None = None
+    lease: Lease
     shutting_down: asyncio.Event = field(default_factory=asyncio.Event)
+    control: Control | None = None
+    """Why training must stop, if it must; `lost` is final."""
+    deadline: float = 0.0
+    """`time.monotonic()` by which the lease lapses unless renewed (the worker's own estimate)."""
 
-    def holder(self) -> Any:
-        return (FineTuningJob.id == self.job_id) & (FineTuningJob.worker_id == self.worker_id)
+    def __post_init__(self) -> None:
+        if not self.deadline:
+            self.deadline = time.monotonic() + self.lease.lease_s - LEASE_MARGIN_S
 
+    def remaining_s(self) -> float:
+        return self.deadline - time.monotonic()
 
-async def renew(sessionmaker: async_sessionmaker[AsyncSession], lease: JobLease) -> None:
-    """Extend the lease and read what the user asked for since (cancel, pause)."""
-    async with sessionmaker() as session:
-        result = await session.execute(
-            update(FineTuningJob).where(lease.holder()).values(lease_expires_at=now_s() + lease.lease_s)
-        )
-        status = await session.scalar(select(FineTuningJob.status).where(FineTuningJob.id == lease.job_id))
-        await session.commit()
-    if result.rowcount != 1:  # type: ignore[attr-defined]
-        lease.control = "lost"
-    elif status == "cancelled":
-        lease.control = "cancel"
-    elif status == "paused":
-        lease.control = "pause"
-    elif lease.shutting_down.is_set():
-        lease.control = "requeue"
+    def stop_for(self, control: Control) -> None:
+        if self.control != "lost":
+            self.control = control
 
 
-async def heartbeat(sessionmaker: async_sessionmaker[AsyncSession], lease: JobLease, interval_s: float) -> None:
+async def guarded_write(
+    sessionmaker: async_sessionmaker[AsyncSession], held: HeldJob, transition: Callable[..., Awaitable[Any]],
+    *args: Any, **kwargs: Any,
+) -> Any:  # fmt: skip
+    """Run a lease transition, retrying transient faults while the lease lasts; None once it is lost."""
+    if held.control == "lost":
+        return None
+    try:
+        result = await in_session(sessionmaker, transition, held.lease, *args, within_s=held.remaining_s(), **kwargs)
+    except Exception as exc:
+        if not is_transient(exc):
+            raise
+        log.warning("job %s: the database stayed unreachable for the rest of the lease (%s); letting the job go",
+                    held.lease.job_id, type(exc).__name__)  # fmt: skip
+        held.stop_for("lost")
+        return None
+    if result is None or result is False:
+        held.stop_for("lost")
+        return None
+    return result
+
+
+async def heartbeat(sessionmaker: async_sessionmaker[AsyncSession], held: HeldJob, interval_s: float) -> None:
     """Renew the lease every `interval_s` (at once when the worker starts shutting down) until the
-    job is cancelled, paused or lost; the training thread reads `lease.control` between steps."""
+    worker stops it or the lease is lost; read cancel and pause requests on the way."""
     while True:
-        await renew(sessionmaker, lease)
-        if lease.control in ("cancel", "pause", "lost"):
+        started = time.monotonic()
+        status = await guarded_write(sessionmaker, held, leases.renew)
+        if status is None:
+            log.warning("job %s: lease lost; training stops at the next step", held.lease.job_id)
             return
-        if lease.shutting_down.is_set():
+        held.deadline = started + held.lease.lease_s - LEASE_MARGIN_S
+        if status == "cancelled":
+            held.stop_for("cancel")
+        elif status != "running":  # paused, or paused and resumed before this worker saw it
+            held.stop_for("pause")
+        elif held.shutting_down.is_set():
+            held.stop_for("requeue")
+        if held.shutting_down.is_set():
             await asyncio.sleep(interval_s)
             continue
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(lease.shutting_down.wait(), timeout=interval_s)
+            await asyncio.wait_for(held.shutting_down.wait(), timeout=interval_s)
 
 
 class DatabaseReporter:
-    """`trainer.job.Reporter` for a thread: each call runs on the worker's event loop and waits."""
+    """`trainer.job.Reporter` for the training thread: each call runs on the worker's event loop
+    and returns once the database has it, or once the lease is lost (then it writes nothing)."""
 
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
         sessionmaker: async_sessionmaker[AsyncSession],
         storage: ObjectStorage,
-        lease: JobLease,
+        held: HeldJob,
         fine_tuned_model: str,
         checkpoints_kept: int,
     ) -> None:
-        self.loop, self.sessionmaker, self.storage, self.lease = loop, sessionmaker, storage, lease
+        self.loop, self.sessionmaker, self.storage, self.held = loop, sessionmaker, storage, held
         self.fine_tuned_model = fine_tuned_model
         self.checkpoints_kept = checkpoints_kept
-        self._last_control_check = 0.0
 
-    def _run(self, coro: Any) -> Any:
+    def _write(self, transition: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> Any:
+        if self.held.control == "lost":
+            return None
+        coro = guarded_write(self.sessionmaker, self.held, transition, *args, **kwargs)
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
 
-    async def _add_events(self, *events: Any, values: dict[str, Any] | None = None) -> None:
-        async with self.sessionmaker() as session:
-            if values:
-                await session.execute(update(FineTuningJob).where(self.lease.holder()).values(**values))
-            session.add_all(events)
-            await session.commit()
-
     def event(self, message: str, *, level: str = "info", type: str = "message", data: Any = None) -> None:
-        self._run(self._add_events(new_event(self.lease.job_id, message, level=level, type=type, data=data)))  # type: ignore[arg-type]
+        event = job_event(self.held.lease.job_id, message, level=level, type=type, data=data)  # type: ignore[arg-type]
+        self._write(leases.report, [event])
 
     def progress(self, step: int, total_steps: int, metrics: dict[str, float], estimated_finish: int) -> None:
         data = {"step": step, "total_steps": total_steps, **metrics}
         message = f"Step {step}/{total_steps}: {_fmt(metrics)}"
-        event = new_event(self.lease.job_id, message, type="metrics", data=data)
-        self._run(self._add_events(event, values={"estimated_finish": estimated_finish}))
+        event = job_event(self.held.lease.job_id, message, type="metrics", data=data, step=step)
+        self._write(leases.report, [event], estimated_finish=estimated_finish)
 
     def checkpoint(self, step: int, metrics: dict[str, float], adapter_prefix: str, resume_prefix: str) -> None:
-        self._run(self._checkpoint(step, metrics, adapter_prefix, resume_prefix))
-
-    async def _checkpoint(self, step: int, metrics: dict[str, float], adapter_prefix: str, resume_prefix: str) -> None:
-        name = checkpoint_model_name(self.fine_tuned_model, step)
-        async with self.sessionmaker() as session:
-            held = await session.execute(
-                update(FineTuningJob).where(self.lease.holder()).values(resume_checkpoint=resume_prefix)
-            )
-            if held.rowcount != 1:  # type: ignore[attr-defined]
-                return
-            await session.execute(delete(FineTuningJobCheckpoint).where(
-                FineTuningJobCheckpoint.fine_tuned_model_checkpoint == name
-            ))  # fmt: skip
-            session.add(FineTuningJobCheckpoint(
-                id=new_id("ftckpt_"), job_id=self.lease.job_id, created_at=now_s(),
-                fine_tuned_model_checkpoint=name, step_number=step, metrics={"step": step, **metrics},
-                storage_prefix=resume_prefix,
-            ))  # fmt: skip
-            add_event(session, self.lease.job_id, f"Checkpoint created at step {step}")
-            await session.flush()
-            rows = list(await session.scalars(
-                select(FineTuningJobCheckpoint).where(FineTuningJobCheckpoint.job_id == self.lease.job_id)
-                .order_by(FineTuningJobCheckpoint.step_number.desc())
-            ))  # fmt: skip
-            stale = rows[self.checkpoints_kept :]
-            if stale:
-                await session.execute(delete(FineTuningJobCheckpoint).where(
-                    FineTuningJobCheckpoint.seq.in_([r.seq for r in stale])
-                ))  # fmt: skip
-            await session.commit()
+        row = FineTuningJobCheckpoint(
+            id=new_id("ftckpt_"), job_id=self.held.lease.job_id, created_at=now_s(),
+            fine_tuned_model_checkpoint=checkpoint_model_name(self.fine_tuned_model, step), step_number=step,
+            metrics={"step": step, **metrics}, storage_prefix=resume_prefix,
+        )  # fmt: skip
+        stale = self._write(leases.record_checkpoint, row, keep=self.checkpoints_kept)
         # Rows first, then bytes: a crash in between leaves unreferenced bytes, never a dangling row.
-        for row in stale:
-            await asyncio.to_thread(self.storage.delete_prefix, row.storage_prefix)
+        for prefix in stale or []:
+            self.storage.delete_prefix(prefix)
 
     def control(self) -> Control | None:
-        return self.lease.control
+        return self.held.control

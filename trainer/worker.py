@@ -21,48 +21,27 @@ import sys
 from typing import Any
 
 from arq.worker import Worker, func
-from sqlalchemy import select, text, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.catalog import load_catalog
 from service.db import create_engine, create_sessionmaker
 from service.db.models import File, FineTuningJob, Organization
-from service.fine_tuning import add_event, fine_tuned_model_name, job_storage_prefix, method_hyperparameters
+from service.fine_tuning import fine_tuned_model_name, leases, method_hyperparameters
+from service.fine_tuning.layout import job_prefix
+from service.fine_tuning.leases import Lease
+from service.fine_tuning.retrying import in_session, is_transient
 from service.ids import new_file_id, now_s, random_token
 from service.queue import TRAIN_FUNCTION, TRAIN_QUEUE, redis_settings
 from service.settings import Settings
 from service.storage import ObjectStorage, configured_storage
 from trainer.job import JobFailure, JobSpec, Outcome, run_training
-from trainer.reporting import DatabaseReporter, JobLease, heartbeat
+from trainer.pod_deletion_cost import mark_busy
+from trainer.reporting import DatabaseReporter, HeldJob, guarded_write, heartbeat
 
 log = logging.getLogger("ftserve.worker")
 JOB_TIMEOUT_S = 7 * 24 * 3600
 """A training run may take days; arq's 300 s default would kill every real job."""
-
-
-async def claim(sessionmaker: async_sessionmaker[AsyncSession], job_id: str, lease: JobLease) -> FineTuningJob | None:
-    """Take the job if it is queued (or running under a lapsed lease); None if it is not ours to run."""
-    now = now_s()
-    async with sessionmaker() as session:
-        result = await session.execute(
-            update(FineTuningJob)
-            .where(
-                FineTuningJob.id == job_id,
-                FineTuningJob.status.in_(("queued", "running")),
-                (FineTuningJob.worker_id.is_(None)) | (FineTuningJob.lease_expires_at < now),
-            )
-            .values(status="running", worker_id=lease.worker_id, lease_expires_at=now + lease.lease_s)
-        )
-        if result.rowcount != 1:  # type: ignore[attr-defined]
-            await session.rollback()
-            return None
-        job = await session.scalar(select(FineTuningJob).where(FineTuningJob.id == job_id))
-        assert job is not None
-        if job.started_at is None:
-            job.started_at = now
-            add_event(session, job_id, "Fine-tuning job started")
-        await session.commit()
-        return job
 
 
 async def _spec(session: AsyncSession, job: FineTuningJob, settings: Settings) -> JobSpec:
@@ -85,61 +64,35 @@ async def _spec(session: AsyncSession, job: FineTuningJob, settings: Settings) -
         hyperparameters=method_hyperparameters(job),
         training_key=keys["training_file"],
         validation_key=keys.get("validation_file"),
-        storage_prefix=job_storage_prefix(job),
+        storage_prefix=job_prefix(job.organization_id, job.id),
         resume_prefix=job.resume_checkpoint,
         method=(job.method or {}).get("type", "supervised"),
     )
 
 
-async def _finish(ctx: dict[str, Any], lease: JobLease, spec: JobSpec, outcome: Outcome) -> None:
-    """Record how training ended; every write is fenced on this worker still holding the job."""
+async def _record_outcome(ctx: dict[str, Any], held: HeldJob, org_id: str, spec: JobSpec, outcome: Outcome) -> None:
+    """Record how training ended, through the lease transitions (nothing, once the lease is lost)."""
     sessionmaker, storage = ctx["sessionmaker"], ctx["storage"]
-    async with sessionmaker() as session:
-        job = await session.scalar(select(FineTuningJob).where(lease.holder()))
-        if job is None:
-            return  # another worker holds it now
-        values: dict[str, Any] = {"worker_id": None, "lease_expires_at": None, "estimated_finish": None}
-        if outcome.stopped in ("pause", "requeue"):
-            if outcome.resume_prefix:
-                values["resume_checkpoint"] = outcome.resume_prefix
-            if outcome.stopped == "requeue" and job.status == "running":
-                values["status"] = "queued"
-                add_event(session, job.id, f"The trainer is shutting down; the job saved step {outcome.step} "
-                                           "and is queued again.")  # fmt: skip
-            else:
-                add_event(session, job.id, f"Job paused at step {outcome.step}/{outcome.total_steps}")
-        elif outcome.stopped is None and job.status == "running":
-            file_id = new_file_id()
-            key = f"files/{job.organization_id}/{file_id}"
-            # Base64, as OpenAI serves result files: clients written against it decode them.
-            size = await asyncio.to_thread(storage.put_stream, key, [base64.b64encode(outcome.results_csv.encode())])
-            session.add(File(id=file_id, organization_id=job.organization_id, filename="step_metrics.csv",
-                             purpose="fine-tune-results", bytes=size, created_at=now_s(), status="processed",
-                             storage_key=key))  # fmt: skip
-            values |= {
-                "status": "succeeded",
-                "finished_at": now_s(),
-                "fine_tuned_model": spec.fine_tuned_model,
-                "trained_tokens": outcome.trained_tokens,
-                "result_files": [file_id],
-            }
-            add_event(session, job.id, f"New fine-tuned model created: {spec.fine_tuned_model}")
-            add_event(session, job.id, "The job has successfully completed")
-        await session.execute(update(FineTuningJob).where(lease.holder()).values(**values))
-        await session.commit()
-
-
-async def _fail(ctx: dict[str, Any], lease: JobLease, code: str, message: str, param: str | None) -> None:
-    async with ctx["sessionmaker"]() as session:
-        result = await session.execute(
-            update(FineTuningJob)
-            .where(lease.holder(), FineTuningJob.status == "running")
-            .values(status="failed", finished_at=now_s(), worker_id=None, lease_expires_at=None,
-                    estimated_finish=None, error={"code": code, "message": message, "param": param})
-        )  # fmt: skip
-        if result.rowcount == 1:  # type: ignore[attr-defined]
-            add_event(session, lease.job_id, message, level="error")
-        await session.commit()
+    if outcome.stopped == "lost" or held.control == "lost":
+        log.warning("job %s: lease lost at step %s; the next worker resumes it", spec.job_id, outcome.step)
+        return
+    if outcome.stopped == "cancel":
+        await guarded_write(sessionmaker, held, leases.release)
+        return
+    if outcome.stopped in ("pause", "requeue"):
+        await guarded_write(sessionmaker, held, leases.stop, reason=outcome.stopped, step=outcome.step,
+                            total_steps=outcome.total_steps, resume_prefix=outcome.resume_prefix)  # fmt: skip
+        return
+    file_id = new_file_id()
+    key = f"files/{org_id}/{file_id}"
+    # Base64, as OpenAI serves result files: clients written against it decode them.
+    size = await asyncio.to_thread(storage.put_stream, key, [base64.b64encode(outcome.results_csv.encode())])
+    result_file = File(id=file_id, organization_id=org_id, filename="step_metrics.csv", purpose="fine-tune-results",
+                       bytes=size, created_at=now_s(), status="processed", storage_key=key)  # fmt: skip
+    won = await guarded_write(sessionmaker, held, leases.succeed, fine_tuned_model=spec.fine_tuned_model,
+                              trained_tokens=outcome.trained_tokens, result_file=result_file)  # fmt: skip
+    if not won:  # cancelled at the last moment, or the lease lapsed: the result file has no row
+        await asyncio.to_thread(storage.delete, key)
 
 
 async def train_job(ctx: dict[str, Any], job_id: str) -> None:
@@ -147,32 +100,46 @@ async def train_job(ctx: dict[str, Any], job_id: str) -> None:
     if ctx["shutting_down"].is_set():
         return  # the reconciler enqueues the job again for a worker that is staying
     ctx["idle"].clear()
+    await mark_busy(True)  # in Kubernetes: a scale-down removes idle trainers first
     try:
         await _claim_and_train(ctx, job_id)
     finally:
         ctx["idle"].set()
+        await mark_busy(False)
 
 
 async def _claim_and_train(ctx: dict[str, Any], job_id: str) -> None:
     settings: Settings = ctx["settings"]
-    lease = JobLease(job_id, ctx["worker_id"], settings.lease_s, shutting_down=ctx["shutting_down"])
-    job = await claim(ctx["sessionmaker"], job_id, lease)
+    sessionmaker = ctx["sessionmaker"]
+    lease = Lease(job_id, ctx["worker_id"], settings.lease_s)
+    try:
+        job = await in_session(sessionmaker, leases.claim, lease, within_s=settings.lease_s)
+    except Exception as exc:
+        log.warning("job %s: could not claim it (%s); the reconciler enqueues it again", job_id, exc)
+        return
     if job is None:
         return
+    held = HeldJob(lease, shutting_down=ctx["shutting_down"])
     # Each beat also reads cancel/pause requests, so it runs every second whatever the lease length.
-    beat = asyncio.create_task(heartbeat(ctx["sessionmaker"], lease, min(1.0, settings.lease_s / 3)))
+    beat = asyncio.create_task(heartbeat(sessionmaker, held, min(1.0, settings.lease_s / 3)))
     try:
-        async with ctx["sessionmaker"]() as session:
-            spec = await _spec(session, job, settings)
-        reporter = DatabaseReporter(asyncio.get_running_loop(), ctx["sessionmaker"], ctx["storage"], lease,
+        spec = await in_session(sessionmaker, _spec, job, settings, within_s=held.remaining_s())
+        reporter = DatabaseReporter(asyncio.get_running_loop(), sessionmaker, ctx["storage"], held,
                                     spec.fine_tuned_model, settings.checkpoints_kept)  # fmt: skip
         outcome = await asyncio.to_thread(run_training, spec, ctx["storage"], settings, reporter)
-        await _finish(ctx, lease, spec, outcome)
+        await _record_outcome(ctx, held, job.organization_id, spec, outcome)
     except JobFailure as exc:
-        await _fail(ctx, lease, exc.code, exc.message, exc.param)
+        error = {"code": exc.code, "message": exc.message, "param": exc.param}
+        await guarded_write(sessionmaker, held, leases.fail, error)
     except Exception as exc:
-        log.exception("job %s crashed", job_id)
-        await _fail(ctx, lease, "training_error", f"Training failed: {type(exc).__name__}: {exc}", None)
+        if held.control == "lost" or is_transient(exc):
+            log.warning("job %s: stopped by a lost lease or an unreachable dependency (%s: %s); the next "
+                        "worker resumes it", job_id, type(exc).__name__, exc)  # fmt: skip
+        else:
+            log.exception("job %s crashed", job_id)
+            error = {"code": "training_error", "message": f"Training failed: {type(exc).__name__}: {exc}",
+                     "param": None}  # fmt: skip
+            await guarded_write(sessionmaker, held, leases.fail, error)
     finally:
         beat.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -213,19 +180,16 @@ def build_worker(settings: Settings) -> Worker:
 
 
 async def _health(worker: Worker, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """`GET /health` on the worker's health port: 200 while the loop turns and the database answers."""
+    """`GET /health` on the worker's health port: 200 while the event loop turns.
+
+    Liveness only: a database outage is not cured by restarting trainers, and a worker rides out
+    a short one (see `trainer.reporting`)."""
     try:
         await asyncio.wait_for(reader.readline(), timeout=5)
         ctx = worker.ctx
         status, body = 200, {"status": "ok", "busy": not ctx["idle"].is_set()}
         if ctx["shutting_down"].is_set():
             status, body = 503, {"status": "shutting_down"}
-        elif "sessionmaker" in ctx:
-            try:
-                async with ctx["sessionmaker"]() as session:
-                    await asyncio.wait_for(session.execute(text("SELECT 1")), timeout=5)
-            except Exception as exc:
-                status, body = 503, {"status": f"database unreachable: {type(exc).__name__}"}
         payload = json.dumps(body).encode()
         reason = "OK" if status == 200 else "Service Unavailable"
         writer.write(f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"

@@ -126,6 +126,8 @@ class FineTuningJob(Base):
     resume_checkpoint: Mapped[str | None] = mapped_column(Text, default=None)
     """Storage prefix of the training state to resume from after a pause or a lost worker."""
     idempotency_key: Mapped[str | None] = mapped_column(String(256), default=None)
+    idempotency_hash: Mapped[str | None] = mapped_column(String(64), default=None)
+    """SHA-256 of the creating request's body: the same key with another body is refused."""
     worker_id: Mapped[str | None] = mapped_column(String(128), default=None)
     """The trainer worker holding the job; null when none does."""
     lease_expires_at: Mapped[int | None] = mapped_column(BigInteger, default=None)

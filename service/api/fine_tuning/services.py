@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import secrets
 from dataclasses import dataclass
 from typing import Any
 
 from arq.connections import ArqRedis
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -16,9 +19,14 @@ from service.api.pagination import Page, cursor_page
 from service.catalog import Catalog
 from service.db.models import File, FineTuningJob, FineTuningJobCheckpoint, FineTuningJobEvent, Organization
 from service.errors import ConflictError, InvalidRequestError, NotFoundError
-from service.fine_tuning import FINAL_STATUSES, add_event
+from service.fine_tuning import CANCELLABLE_STATUSES, states
+from service.fine_tuning.retrying import retry_transient
 from service.ids import new_id, now_s
 from service.queue import enqueue_training, enqueue_validation
+
+log = logging.getLogger("ftserve.jobs")
+ENQUEUE_RETRY_S = 2.0
+"""How long a request retries Redis before it answers anyway and leaves the job to the reconciler."""
 
 SUPPORTED_METHODS = frozenset({"supervised", "dpo"})
 """`reinforcement` needs graders this server does not run: a clear 400."""
@@ -42,6 +50,23 @@ def _method(request: CreateJobRequest) -> dict[str, Any]:
     body = getattr(request.method, kind)
     given = body.hyperparameters.model_dump() if body and body.hyperparameters else {}
     return {"type": kind, kind: {"hyperparameters": _with_autos(given, dpo=kind == "dpo")}}
+
+
+def _request_hash(request: CreateJobRequest) -> str:
+    """A digest of what the request asks for, independent of key order and of omitted defaults."""
+    body = json.dumps(request.model_dump(mode="json", exclude_none=True), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def _same_request(existing: FineTuningJob, fingerprint: str | None) -> FineTuningJob:
+    """The first job of an Idempotency-Key, if this request is the same one sent again."""
+    if existing.idempotency_hash is not None and fingerprint is not None and existing.idempotency_hash != fingerprint:
+        raise InvalidRequestError(
+            "This Idempotency-Key was already used for a request with a different body; use a new key for a new job.",
+            param="Idempotency-Key",
+            code="idempotency_key_reused",
+        )
+    return existing
 
 
 def _with_autos(given: dict[str, Any], *, dpo: bool) -> dict[str, Any]:
@@ -75,12 +100,15 @@ class JobService:
     async def create(self, request: CreateJobRequest, idempotency_key: str | None) -> FineTuningJob:
         """Record the job (`validating_files`), commit, then enqueue its validation.
 
-        A repeated `Idempotency-Key` returns the job the first request created.
+        A repeated `Idempotency-Key` with the same body returns the job the first request created;
+        with another body it is refused. Should Redis fail after the commit, the job is still
+        answered: the database is the truth, and the reconciler enqueues it.
         """
+        fingerprint = _request_hash(request) if idempotency_key else None
         if idempotency_key:
             existing = await self._by_idempotency_key(idempotency_key)
             if existing is not None:
-                return existing
+                return _same_request(existing, fingerprint)
         base = self.catalog.resolve(request.model)
         if base is None:
             raise InvalidRequestError(
@@ -114,19 +142,21 @@ class JobService:
             result_files=[],
             created_at=now_s(),
             idempotency_key=idempotency_key,
+            idempotency_hash=fingerprint,
         )
-        self.session.add(row)
-        add_event(self.session, job_id, f"Created fine-tuning job: {job_id}")
         try:
-            await self.session.commit()
+            await states.create(self.session, row)
         except IntegrityError:
             # Two requests with one Idempotency-Key raced: the other one won; answer with its job.
             await self.session.rollback()
             existing = await self._by_idempotency_key(idempotency_key) if idempotency_key else None
             if existing is None:
                 raise
-            return existing
-        await enqueue_validation(self.queue, job_id)
+            return _same_request(existing, fingerprint)
+        try:
+            await retry_transient(lambda: enqueue_validation(self.queue, job_id), within_s=ENQUEUE_RETRY_S)
+        except Exception as exc:
+            log.warning("job %s created but not enqueued (%s); the reconciler will enqueue it", job_id, exc)
         return row
 
     async def _by_idempotency_key(self, key: str) -> FineTuningJob | None:
@@ -158,51 +188,47 @@ class JobService:
             matching = [j for j in page.items if not j.metadata_]
         return Page(items=matching[:limit], has_more=len(matching) > limit)
 
-    async def _transition(self, job: FineTuningJob, allowed: set[str], values: dict[str, Any], event: str) -> None:
-        """Move the job if it is still in an allowed state (checked in the UPDATE itself)."""
-        job_id = job.id
-        result = await self.session.execute(
-            update(FineTuningJob)
-            .where(FineTuningJob.id == job_id, FineTuningJob.status.in_(allowed))
-            .values(**values)
-            .execution_options(synchronize_session=False)
+    async def _refused(self, job_id: str, action: str, allowed: set[str]) -> ConflictError:
+        current = await self._reloaded(job_id)
+        return ConflictError(
+            f"Job {job_id} is {current.status}; {action} needs it to be {' or '.join(sorted(allowed))}.",
+            param="fine_tuning_job_id",
+            code="invalid_job_state",
         )
-        if result.rowcount != 1:  # type: ignore[attr-defined]
-            # Nothing changed, so no rollback (it would expire the organisation loaded for this request).
-            current = await self.get(job_id)
-            raise ConflictError(
-                f"Job {job_id} is {current.status}; this action needs it to be {' or '.join(sorted(allowed))}.",
-                param="fine_tuning_job_id",
-                code="invalid_job_state",
-            )
-        add_event(self.session, job_id, event)
-        await self.session.commit()
-        await self.session.refresh(job)
 
     async def cancel(self, job_id: str) -> FineTuningJob:
-        """Cancel at once; a worker training the job sees it within a second and stops."""
-        job = await self.get(job_id)
-        allowed = {"validating_files", "queued", "running", "paused"}
-        if job.status in FINAL_STATUSES:
-            raise ConflictError(
-                f"Job {job_id} has already {job.status}; it cannot be cancelled.",
-                param="fine_tuning_job_id",
-                code="invalid_job_state",
-            )
-        await self._transition(job, allowed, {"status": "cancelled", "finished_at": now_s()}, "Job cancelled")
-        return job
+        """Cancel at once; a worker training the job sees it within a second and stops.
+
+        Cancelling a cancelled job answers the job (an SDK retrying after a timeout must not fail)."""
+        await self.get(job_id)
+        if not await states.cancel(self.session, job_id, self.organization.id):
+            job = await self._reloaded(job_id)
+            if job.status == "cancelled":
+                return job
+            raise await self._refused(job_id, "cancelling", set(CANCELLABLE_STATUSES))
+        return await self._reloaded(job_id)
 
     async def pause(self, job_id: str) -> FineTuningJob:
         """Pause: a running job saves a checkpoint of its full training state and frees its worker."""
-        job = await self.get(job_id)
-        await self._transition(job, {"queued", "running"}, {"status": "paused"}, "Job paused")
-        return job
+        await self.get(job_id)
+        if not await states.pause(self.session, job_id, self.organization.id):
+            raise await self._refused(job_id, "pausing", {"queued", "running"})
+        return await self._reloaded(job_id)
 
     async def resume(self, job_id: str) -> FineTuningJob:
         """Back to `queued`; training continues from the step the pause saved."""
+        await self.get(job_id)
+        if not await states.resume(self.session, job_id, self.organization.id):
+            raise await self._refused(job_id, "resuming", {"paused"})
+        try:
+            await retry_transient(lambda: enqueue_training(self.queue, job_id), within_s=ENQUEUE_RETRY_S)
+        except Exception as exc:
+            log.warning("job %s resumed but not enqueued (%s); the reconciler will enqueue it", job_id, exc)
+        return await self._reloaded(job_id)
+
+    async def _reloaded(self, job_id: str) -> FineTuningJob:
         job = await self.get(job_id)
-        await self._transition(job, {"paused"}, {"status": "queued"}, "Job resumed")
-        await enqueue_training(self.queue, job.id)
+        await self.session.refresh(job)
         return job
 
     async def events(self, job_id: str, *, limit: int, after: str | None) -> Page[FineTuningJobEvent]:

@@ -8,15 +8,14 @@ from litestar import Controller, delete, get
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.params import FromPath
-from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.api.models.schemas import ModelDeleted, ModelList, ModelObject
 from service.api.openapi_docs import ERROR_RESPONSES
 from service.catalog import load_catalog
-from service.db.models import FineTuningJob, Organization
+from service.db.models import Organization
 from service.errors import InvalidRequestError, NotFoundError
-from service.ids import now_s
+from service.fine_tuning import states
 from service.served_models import ServedModel, list_models, resolve_model
 from service.ttl_cache import TtlCache
 
@@ -80,10 +79,7 @@ class ModelController(Controller):
                 param="model",
                 code="model_not_deletable",
             )
-        await db_session.execute(
-            update(FineTuningJob).where(FineTuningJob.id == served.job_id).values(model_deleted_at=now_s())
-        )
-        await db_session.commit()
+        await states.mark_model_deleted(db_session, served.job_id)
         SERVED.discard((organization.id, model))
         await asyncio.to_thread(state.storage.delete_prefix, served.adapter)
         return ModelDeleted(id=model, object="model", deleted=True)

@@ -1,4 +1,5 @@
-"""metrics events carry their step, so that a resumed run can replace the steps it trains again
+"""metrics events carry their step, so that a resumed run can replace the steps it trains again;
+jobs keep a hash of the request that created them, to refuse an Idempotency-Key reused with another body
 
 Revision ID: 0005
 Revises: 0004
@@ -20,9 +21,13 @@ def upgrade() -> None:
     with op.batch_alter_table("fine_tuning_job_events") as batch:
         batch.add_column(sa.Column("step", sa.Integer(), nullable=True))
         batch.create_index("ix_fine_tuning_job_events_job_id_step", ["job_id", "step"])
+    with op.batch_alter_table("fine_tuning_jobs") as batch:
+        batch.add_column(sa.Column("idempotency_hash", sa.String(64), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("fine_tuning_jobs") as batch:
+        batch.drop_column("idempotency_hash")
     with op.batch_alter_table("fine_tuning_job_events") as batch:
         batch.drop_index("ix_fine_tuning_job_events_job_id_step")
         batch.drop_column("step")

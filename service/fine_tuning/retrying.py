@@ -1,0 +1,73 @@
+"""Retries of transient faults, for every caller of a transition outside a request.
+
+A fault is transient when trying again may work: a dropped or refused database connection
+(a failover, `pg_terminate_backend`, a restart), SQLite's `database is locked`, a pool that had
+no free connection, Redis unreachable. Anything else (a constraint violated, a bug) is raised
+at once. Backoff is exponential with jitter, from 0.1 s to 2 s between tries.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import redis.exceptions
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential_jitter
+
+log = logging.getLogger("ftserve.retrying")
+T = TypeVar("T")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether `exc` is a fault that trying again may cure."""
+    if isinstance(exc, DBAPIError):
+        return exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
+    return isinstance(
+        exc,
+        PoolTimeoutError
+        | redis.exceptions.ConnectionError
+        | redis.exceptions.TimeoutError
+        | ConnectionError
+        | TimeoutError
+        | OSError,
+    )
+
+
+def _log_retry(state: object) -> None:
+    outcome = getattr(state, "outcome", None)
+    exc = outcome.exception() if outcome is not None else None
+    log.warning("transient fault, retrying: %s", f"{type(exc).__name__}: {exc}"[:300])
+
+
+async def retry_transient(call: Callable[[], Awaitable[T]], *, within_s: float) -> T:
+    """`await call()`, tried again on transient faults for up to `within_s` seconds."""
+    async for attempt in AsyncRetrying(
+        retry=retry_if_exception(is_transient),
+        wait=wait_exponential_jitter(initial=0.1, max=2.0),
+        stop=stop_after_delay(max(within_s, 0.0)),
+        before_sleep=_log_retry,
+        reraise=True,
+    ):
+        with attempt:
+            return await call()
+    raise AssertionError("unreachable")  # AsyncRetrying either returns or raises
+
+
+async def in_session(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    transition: Callable[..., Awaitable[T]],
+    *args: object,
+    within_s: float = 60.0,
+    **kwargs: object,
+) -> T:
+    """Run `transition(session, *args, **kwargs)` in a fresh session per try, retrying transient faults."""
+
+    async def once() -> T:
+        async with sessionmaker() as session:
+            return await transition(session, *args, **kwargs)
+
+    return await retry_transient(once, within_s=within_s)

@@ -1,0 +1,122 @@
+"""The transitions that clients, the validator and the reconciler make (see the package docstring).
+
+Each takes a session, issues one guarded statement plus its events, commits, and returns
+whether it won. A transition that lost wrote nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.db.models import FineTuningJob
+from service.fine_tuning import CANCELLABLE_STATUSES
+from service.fine_tuning.clock import db_now
+from service.fine_tuning.events import guarded_update, job_event
+from service.ids import now_s
+
+
+async def create(session: AsyncSession, job: FineTuningJob) -> None:
+    """Insert a new job (`validating_files`) with its first event. An `IntegrityError` (a raced
+    Idempotency-Key) propagates to the caller, which answers with the other request's job."""
+    session.add(job)
+    session.add(job_event(job.id, f"Created fine-tuning job: {job.id}"))
+    await session.commit()
+
+
+async def validated(
+    session: AsyncSession, job_id: str, *, method: dict[str, Any], checked: list[tuple[str, str]]
+) -> bool:
+    """validating_files → queued, with the method's `"auto"` values resolved."""
+    won = await guarded_update(
+        session, (FineTuningJob.id == job_id) & (FineTuningJob.status == "validating_files"),
+        status="queued", method=method,
+    )  # fmt: skip
+    if won:
+        for param, file_id in checked:
+            session.add(job_event(job_id, f"Validating {param.replace('_', ' ')}: {file_id}"))
+        session.add(job_event(job_id, "Files validated, moving job to queued state"))
+    await session.commit()
+    return won
+
+
+async def validation_failed(
+    session: AsyncSession, job_id: str, error: dict[str, Any], *, checked: list[tuple[str, str]]
+) -> bool:
+    """validating_files → failed, `error` being `{"code", "message", "param"}`."""
+    won = await guarded_update(
+        session, (FineTuningJob.id == job_id) & (FineTuningJob.status == "validating_files"),
+        status="failed", error=error, finished_at=now_s(),
+    )  # fmt: skip
+    if won:
+        for param, file_id in checked:
+            session.add(job_event(job_id, f"Validating {param.replace('_', ' ')}: {file_id}"))
+        session.add(job_event(job_id, error["message"], level="error"))
+    await session.commit()
+    return won
+
+
+def _owned(job_id: str, organization_id: str) -> Any:
+    return (FineTuningJob.id == job_id) & (FineTuningJob.organization_id == organization_id)
+
+
+async def cancel(session: AsyncSession, job_id: str, organization_id: str) -> bool:
+    """Any state that is not final → cancelled. A worker holding the job sees it at its next renewal."""
+    won = await guarded_update(
+        session, _owned(job_id, organization_id) & FineTuningJob.status.in_(CANCELLABLE_STATUSES),
+        status="cancelled", finished_at=now_s(), estimated_finish=None,
+    )  # fmt: skip
+    if won:
+        session.add(job_event(job_id, "Job cancelled"))
+    await session.commit()
+    return won
+
+
+async def pause(session: AsyncSession, job_id: str, organization_id: str) -> bool:
+    """queued | running → paused. A running job's worker saves its state, then lets go (`leases.stop`)."""
+    won = await guarded_update(
+        session, _owned(job_id, organization_id) & FineTuningJob.status.in_(("queued", "running")), status="paused"
+    )
+    if won:
+        session.add(job_event(job_id, "Job paused"))
+    await session.commit()
+    return won
+
+
+async def resume(session: AsyncSession, job_id: str, organization_id: str) -> bool:
+    """paused → queued; training continues from the saved state once no worker holds the job."""
+    won = await guarded_update(session, _owned(job_id, organization_id) & (FineTuningJob.status == "paused"),
+                               status="queued")  # fmt: skip
+    if won:
+        session.add(job_event(job_id, "Job resumed"))
+    await session.commit()
+    return won
+
+
+async def requeue_lapsed(session: AsyncSession, job_id: str) -> bool:
+    """running → queued when the holder's lease lapsed (on the database's clock)."""
+    won = await guarded_update(
+        session,
+        (FineTuningJob.id == job_id) & (FineTuningJob.status == "running")
+        & (FineTuningJob.lease_expires_at.is_(None) | (FineTuningJob.lease_expires_at <= db_now())),
+        status="queued", worker_id=None, lease_expires_at=None, estimated_finish=None,
+    )  # fmt: skip
+    if won:
+        session.add(job_event(
+            job_id,
+            "The trainer running this job stopped responding; the job is queued again and "
+            "resumes from its last checkpoint.",
+            level="warn",
+        ))  # fmt: skip
+    await session.commit()
+    return won
+
+
+async def mark_model_deleted(session: AsyncSession, job_id: str) -> bool:
+    """The tuned model was deleted (`DELETE /v1/models/…`): it stops being served; the job stays."""
+    won = await guarded_update(
+        session, (FineTuningJob.id == job_id) & FineTuningJob.model_deleted_at.is_(None), model_deleted_at=now_s()
+    )
+    await session.commit()
+    return won
