@@ -32,6 +32,7 @@ a private Redis writes that Redis's URL to `<data dir>/redis.url` (`announce_red
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -82,8 +83,12 @@ class Invalidator:
             for handler in handlers:
                 handler(None)
 
-    async def run(self, redis_url: str) -> None:
-        """Listen until cancelled, reconnecting with backoff whenever Redis goes away."""
+    async def run(self, redis_url: str, stop: asyncio.Event) -> None:
+        """Listen until `stop` is set, reconnecting with backoff whenever Redis goes away.
+
+        A flag, not only a cancellation: redis-py can turn a cancellation that lands as a read
+        times out into that timeout, and a loop waiting on cancellation alone would never end.
+        """
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type((RedisError, OSError)),
             wait=wait_exponential(multiplier=0.1, max=2.0),
@@ -93,15 +98,15 @@ class Invalidator:
             ),
         ):  # fmt: skip
             with attempt:
-                await self._listen(redis_url)
+                await self._listen(redis_url, stop)
 
-    async def _listen(self, redis_url: str) -> None:
+    async def _listen(self, redis_url: str, stop: asyncio.Event) -> None:
         client = aioredis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=LIVENESS_S + 1)
         try:
             async with client.pubsub() as pubsub:
                 await pubsub.subscribe(CHANNEL)
                 confirmed = False
-                while True:
+                while not stop.is_set():
                     message = await pubsub.get_message(timeout=PING_EVERY_S)
                     if message is None:
                         await pubsub.ping()

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service.db.models import Organization
 from service.errors import AuthenticationError
 from service.ids import now_s
-from service.invalidation import invalidations
+from service.invalidation import PING_EVERY_S, invalidations
 from service.keys import LAST_USED_RESOLUTION_S, KeyIdentity, PermissionDeniedError, hash_key, identify, record_use
 from service.rate_limits import RequestCount, RequestLimiter
 from service.settings import Settings
@@ -147,7 +147,8 @@ def keys_lifespan(settings: Settings) -> Callable[[Litestar], contextlib.Abstrac
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        listener = asyncio.create_task(invalidations.run(settings.redis_url)) if settings.redis_url else None
+        stop = asyncio.Event()
+        listener = asyncio.create_task(invalidations.run(settings.redis_url, stop)) if settings.redis_url else None
         if settings.redis_url and settings.key_request_limit > 0:
             app.state.request_limiter = RequestLimiter(
                 settings.redis_url, settings.key_request_limit, settings.key_request_window_s
@@ -155,12 +156,11 @@ def keys_lifespan(settings: Settings) -> Callable[[Litestar], contextlib.Abstrac
         try:
             yield
         finally:
+            stop.set()
             if listener is not None:
                 listener.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await listener
-            for task in list(_background):
-                with contextlib.suppress(Exception):
-                    await task
+                await asyncio.wait([listener], timeout=2 * PING_EVERY_S)
+            if _background:  # last-use writes in flight: a few ms each, bounded all the same
+                await asyncio.wait(list(_background), timeout=5)
 
     return lifespan
