@@ -76,7 +76,13 @@ def provide_job_service(
     state: State,
 ) -> JobService:
     # The catalogue is a small file an operator may edit while the service runs: read it each time.
-    return JobService(db_session, organization, load_catalog(state.settings), state.queue)
+    return JobService(
+        db_session,
+        organization,
+        load_catalog(state.settings),
+        state.queue,
+        max_active_jobs=state.settings.max_active_jobs_per_organization,
+    )
 
 
 def validator_worker(settings: Settings, ctx: dict[str, Any], redis: ArqRedis) -> arq_worker.Worker:

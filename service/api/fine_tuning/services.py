@@ -23,6 +23,7 @@ from service.fine_tuning import CANCELLABLE_STATUSES, states
 from service.fine_tuning.retrying import retry_transient
 from service.ids import new_id, now_s
 from service.queue import enqueue_training, enqueue_validation
+from service.rate_limits import check_active_job_limit
 
 log = logging.getLogger("ftserve.jobs")
 ENQUEUE_RETRY_S = 2.0
@@ -82,6 +83,8 @@ class JobService:
     organization: Organization
     catalog: Catalog
     queue: ArqRedis
+    max_active_jobs: int = 0
+    """Jobs the organisation may have validating, queued or running at once (0: no limit)."""
 
     async def _training_file(self, file_id: str, param: str) -> File:
         row = await self.session.scalar(
@@ -120,6 +123,7 @@ class JobService:
         if request.suffix is not None and (":" in request.suffix or not request.suffix.strip()):
             raise InvalidRequestError("suffix may not contain ':' or be blank.", param="suffix")
         method = _method(request)
+        await check_active_job_limit(self.session, self.organization.id, self.max_active_jobs)
         await self._training_file(request.training_file, "training_file")
         if request.validation_file:
             await self._training_file(request.validation_file, "validation_file")
