@@ -139,6 +139,7 @@ class FineTuningJob(Base):
 
 class FineTuningJobEvent(Base):
     __tablename__ = "fine_tuning_job_events"
+    __table_args__ = (Index("ix_fine_tuning_job_events_job_id_step", "job_id", "step"),)
 
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     id: Mapped[str] = mapped_column(String(64), unique=True)
