@@ -201,7 +201,7 @@ WRITERS = re.compile(
     r"update\(\s*FineTuningJob\b"  # an UPDATE of job rows
     r"|insert\(\s*FineTuningJob\b"  # an INSERT of job or event rows
     r"|(?<!class )FineTuningJobEvent\("  # an event row made by hand
-    r"|\.status\s*=\s*[\"']"  # a status set on a loaded row
+    r"|\bjob\.(status|worker_id|lease_expires_at)\s*=[^=]"  # job state set on a loaded row
 )
 
 
@@ -219,3 +219,4 @@ def test_only_the_state_machine_writes_job_state() -> None:
     assert offenders == []
     # ... and the check does find such a write where there is one.
     assert WRITERS.search("await session.execute(update(FineTuningJob).values(status='x'))")
+    assert WRITERS.search("job.status = 'queued'") and not WRITERS.search("if job.status == 'queued':")
