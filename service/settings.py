@@ -180,6 +180,22 @@ class Settings(BaseSettings):
     key_request_window_s: int = 60
     """Length of a key's request-counting window, in seconds."""
 
+    # --- Leftovers and private channels (see README "Security model") ---
+
+    orphan_grace_s: float = 6 * 3600
+    """Age past which the sweeper removes an object without a row, a partial write or an upload's
+    temporary file: longer than any request or job takes from writing bytes to committing their row."""
+
+    sweep_interval_s: float = 300.0
+    """How often the API's sweeper runs (it also runs once at start)."""
+
+    upload_spool_dir: Path | None = None
+    """Where request bodies are spooled while they arrive. Unset: `data_dir/spool`."""
+
+    inference_api_key: str | None = None
+    """The key inference servers require and only the gateway sends (`VLLM_API_KEY`); `ftserve up`
+    generates one when unset. An inference server refuses to start without one."""
+
     def resolved_data_dir(self) -> Path:
         return self.data_dir.expanduser().resolve()
 
@@ -200,6 +216,29 @@ class Settings(BaseSettings):
 
     def resolved_storage_url(self) -> str:
         return self.storage_url or (self.resolved_data_dir() / "objects").as_uri()
+
+    # --- Graders and evals (see README "Graders and Evals") ---
+
+    python_grader: str = "on"
+    """`off` refuses `python` graders with a 400; `on` runs them in the bubblewrap sandbox."""
+
+    python_grader_timeout_s: float = 10.0
+    """Wall-clock limit of one python grader call; past it the sandbox is killed."""
+
+    python_grader_memory_mb: int = 512
+    """Address-space limit of a python grader's sandbox."""
+
+    wordnet_dir: Path = Path("/usr/share/wordnet")
+    """WordNet 3.0 data for the `meteor` metric (Debian's `wordnet-base` puts it here)."""
+
+    eval_concurrency: int = 16
+    """Items an eval run samples and grades at the same time, per API process."""
+
+    eval_max_items: int = 5000
+    """Most items one eval run may have; a longer data source is refused with a 400."""
+
+    eval_runs_per_process: int = 4
+    """Eval runs one API process executes at the same time (its arq worker's `max_jobs`)."""
 
 
 @functools.cache

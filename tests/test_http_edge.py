@@ -118,7 +118,7 @@ def listing_latencies(server: Server, seconds: float) -> tuple[list[float], list
 
 
 def spooled_files(stack: Stack) -> list[Path]:
-    return list((stack.data_dir / "tmp").glob("ftserve-upload-*"))
+    return list((stack.data_dir / "spool").glob("ftserve-upload-*"))
 
 
 def test_stalled_uploads_hold_no_database_connection_and_are_cut(edge: Server, stack: Stack) -> None:

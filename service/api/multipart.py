@@ -16,6 +16,7 @@ from litestar import Request
 from multipart import MultipartSegment, ParserError, ParserLimitReached, PushMultipartParser
 
 from service.errors import InvalidRequestError, PayloadTooLargeError
+from service.sweeper import spool_dir
 
 MAX_FIELD_BYTES = 64 * 1024
 OVERHEAD_BYTES = 64 * 1024
@@ -74,7 +75,9 @@ async def read_multipart(request: Request, *, file_field: str, max_file_bytes: i
                     if isinstance(event, MultipartSegment):
                         segment = event
                         if event.name == file_field and event.filename is not None and form.file is None:
-                            fd, path = tempfile.mkstemp(prefix="ftserve-upload-")
+                            # Under the data dir (0600), where the sweeper finds what a crash left.
+                            spool = spool_dir(request.app.state.settings)
+                            fd, path = tempfile.mkstemp(prefix="ftserve-upload-", dir=spool)
                             out = os.fdopen(fd, "wb")
                             form.file = SpooledPart(Path(path), filename=event.filename or "upload")
                     elif event:

@@ -1,4 +1,8 @@
-"""Object storage in a local directory (the embedded default)."""
+"""Object storage in a local directory (the embedded default).
+
+Directories are created 0700 and objects 0600 (`mkstemp`'s mode, kept by the rename): the
+store holds tenants' files and adapters, readable by the service's user alone.
+"""
 
 from __future__ import annotations
 
@@ -16,8 +20,19 @@ class LocalStorage:
 
     def __init__(self, root: Path) -> None:
         self.root = root.expanduser().resolve()
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.root.chmod(0o700)  # a store created by an older version was 0755
         self.url = self.root.as_uri()
+
+    def _mkdirs(self, directory: Path) -> None:
+        """Create `directory` and its missing parents under the root, each 0700 (`Path.mkdir`
+        gives missing parents the umask's mode)."""
+        missing = []
+        while directory != self.root and not directory.is_dir():
+            missing.append(directory)
+            directory = directory.parent
+        for path in reversed(missing):
+            path.mkdir(mode=0o700, exist_ok=True)
 
     def _path(self, key: str) -> Path:
         path = (self.root / key).resolve()
@@ -28,7 +43,7 @@ class LocalStorage:
 
     def put_stream(self, key: str, chunks: Iterable[bytes]) -> int:
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        self._mkdirs(path.parent)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".partial-")
         written = 0
         try:
@@ -77,3 +92,26 @@ class LocalStorage:
                 if key.startswith(prefix):
                     keys.append(key)
         return sorted(keys)
+
+    def list_modified(self, prefix: str = "") -> list[tuple[str, float]]:
+        """(key, modification time) of the objects under `prefix`, sorted by key."""
+        listed = []
+        for key in self.list_keys(prefix):
+            try:
+                listed.append((key, self._path(key).stat().st_mtime))
+            except FileNotFoundError:  # removed since it was listed
+                continue
+        return listed
+
+    def remove_partials(self, older_than: float) -> int:
+        """Remove `.partial-*` files last written before `older_than` (Unix time): writes that a
+        crash interrupted. A live write touches its file with every chunk, so it is never one."""
+        removed = 0
+        for path in self.root.rglob(".partial-*"):
+            try:
+                if path.is_file() and path.stat().st_mtime < older_than:
+                    path.unlink()
+                    removed += 1
+            except FileNotFoundError:  # renamed into place or removed meanwhile
+                continue
+        return removed
