@@ -1,0 +1,1 @@
+"""Evals: datasets of items graded by testing criteria, and the runs that sample and grade them."""
