@@ -84,6 +84,13 @@ class Reporter(Protocol):
     def control(self) -> Control | None: ...
 
 
+def load_training_state(path: Path) -> dict[str, Any]:
+    """A saved training state (optimizer and scheduler state dicts, step, token count, metrics
+    history: tensors and plain values only), loaded without running code: it comes from storage,
+    which a pickle must not turn into code execution in a worker."""
+    return dict(torch.load(path, weights_only=True))
+
+
 def base_model_path(base: BaseModel, settings: Settings) -> Path:
     """A local directory with the base model's weights and tokenizer."""
     if base.source == "builtin:tiny-chat":
@@ -234,7 +241,7 @@ def run_training(spec: JobSpec, storage: ObjectStorage, settings: Settings, repo
         with tempfile.TemporaryDirectory(prefix="ftserve-resume-") as tmp:
             local = download_tree(storage, spec.resume_prefix, Path(tmp))
             set_peft_model_state_dict(model, load_file(local / "adapter" / "adapter_model.safetensors"))
-            resume_state = torch.load(local / "state.pt", weights_only=False)
+            resume_state = load_training_state(local / "state.pt")
         callbacks.history = resume_state.pop("history", [])
         reporter.event(f"Resuming from step {resume_state['step']}")
     objective: Any = SFTObjective(tokenizer.pad_token_id)
