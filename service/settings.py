@@ -240,29 +240,6 @@ class Settings(BaseSettings):
     eval_runs_per_process: int = 4
     """Eval runs one API process executes at the same time (its arq worker's `max_jobs`)."""
 
-    # --- Graders and evals (see README "Graders and Evals") ---
-
-    python_grader: str = "on"
-    """`off` refuses `python` graders with a 400; `on` runs them in the bubblewrap sandbox."""
-
-    python_grader_timeout_s: float = 10.0
-    """Wall-clock limit of one python grader call; past it the sandbox is killed."""
-
-    python_grader_memory_mb: int = 512
-    """Address-space limit of a python grader's sandbox."""
-
-    wordnet_dir: Path = Path("/usr/share/wordnet")
-    """WordNet 3.0 data for the `meteor` metric (Debian's `wordnet-base` puts it here)."""
-
-    eval_concurrency: int = 16
-    """Items an eval run samples and grades at the same time, per API process."""
-
-    eval_max_items: int = 5000
-    """Most items one eval run may have; a longer data source is refused with a 400."""
-
-    eval_runs_per_process: int = 4
-    """Eval runs one API process executes at the same time (its arq worker's `max_jobs`)."""
-
 
 @functools.cache
 def get_settings() -> Settings:
