@@ -49,7 +49,10 @@ class AdapterCache:
         """How many adapters this process fetched from storage (cache misses)."""
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
-        root.mkdir(parents=True, exist_ok=True)
+        # Tenants' adapters: the cache is its user's alone (each fetched adapter is a 0700 directory
+        # from `mkdtemp`, renamed into place).
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        root.chmod(0o700)
 
     def path_for(self, prefix: str) -> Path:
         return self.root / hashlib.sha256(prefix.encode()).hexdigest()[:32]
@@ -58,7 +61,8 @@ class AdapterCache:
     def _locked(self, key: str) -> Iterator[None]:
         with self._guard:
             lock = self._locks.setdefault(key, threading.Lock())
-        with lock, (self.root / f".{key}.lock").open("w") as handle:
+        lock_file = os.open(self.root / f".{key}.lock", os.O_WRONLY | os.O_CREAT, 0o600)
+        with lock, os.fdopen(lock_file, "w") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)  # other processes sharing the cache directory
             try:
                 yield

@@ -4,6 +4,12 @@
 
 Adapters are not listed up front: the `ftserve` vLLM plugin resolves them from object storage
 the first time a request names one (`inference.resolver`).
+
+The server requires `FTSERVE_INFERENCE_API_KEY` on every `/v1` request (vLLM's `VLLM_API_KEY`,
+passed through the environment, not the command line that other local users can read): its
+runtime LoRA loading and unloading must stay on for the resolver, and vLLM checks no tenant, so
+only the gateway, which checks the caller's organisation first, may reach it. It refuses to
+start without one.
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ def vllm_arguments(
 
 
 def _environment(settings: Settings) -> None:
+    os.environ["VLLM_API_KEY"] = settings.inference_api_key or ""
     os.environ["VLLM_PLUGINS"] = "ftserve"  # only ours: no other resolver answers for our names
     os.environ["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = "true"  # resolvers are consulted only then
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(settings.inference_cpu_kv_cache_gib))
@@ -89,6 +96,10 @@ def main(argv: list[str] | None = None) -> int:
     if base is None:
         print(f"ftserve inference: unknown base model {args.base_model!r}", file=sys.stderr)
         return 2
+    if not settings.inference_api_key:
+        print("ftserve inference: set FTSERVE_INFERENCE_API_KEY (the key the gateway sends)", file=sys.stderr)
+        return 2
+    os.umask(0o077)  # the adapter cache holds tenants' adapters
     from trainer.job import base_model_path
 
     path = base_model_path(base, settings)

@@ -51,7 +51,14 @@ def cmd_up(args: argparse.Namespace) -> int:
     from service.api.app import create_app
     from service.catalog import load_catalog
     from service.db import upgrade_database
-    from service.embedded import Supervisor, start_inference, start_private_redis, start_workers
+    from service.embedded import (
+        Supervisor,
+        new_inference_key,
+        private_data_dir,
+        start_inference,
+        start_private_redis,
+        start_workers,
+    )
     from service.invalidation import announce_redis_url
 
     settings = _settings(args)
@@ -61,7 +68,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     def say(message: str) -> None:
         print(f"ftserve: {message}", file=sys.stderr, flush=True)
 
-    say(f"data in {settings.resolved_data_dir()}")
+    say(f"data in {private_data_dir(settings)}")
+    os.environ["FTSERVE_DATA_DIR"] = str(settings.resolved_data_dir())  # for what reads the environment alone
+    if not settings.inference_api_key:
+        settings = settings.model_copy(update={"inference_api_key": new_inference_key()})
     say(f"database {settings.resolved_database_url().split('@')[-1]}")
     say(f"storage {settings.resolved_storage_url()}")
     upgrade_database(settings)
@@ -70,7 +80,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         if not settings.redis_url:
             url = start_private_redis(supervisor, settings.resolved_data_dir() / "redis")
             settings = settings.model_copy(update={"redis_url": url})
-            say(f"private Redis on {url}")
+            say(f"private Redis on {url.split('@')[-1]} (password in {settings.resolved_data_dir() / 'redis.url'})")
         else:
             say(f"Redis {settings.redis_url.split('@')[-1]}")
         announce_redis_url(settings, settings.redis_url)  # where `ftserve keys revoke` announces revocations
@@ -314,6 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.func is not cmd_openapi:
+        # What ftserve creates (data dir, database, logs, objects, Redis's password) is its user's alone.
+        os.umask(0o077)
     return int(args.func(args))
 
 

@@ -6,12 +6,19 @@
 - one inference server per catalogue model marked `serve` (`python -m inference.server`).
 
 A child that exits while the service runs is started again, on the same port.
+
+What they share stays private: the data dir is 0700 and what is created in it 0600 (`ftserve`
+sets the umask to 077; `private_data_dir` tightens what an older version left open), the
+private Redis requires a password generated at start, and each inference server requires a key
+generated at start that only the API holds. Secrets reach children through their environment,
+which other users cannot read, never through their command lines.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -71,13 +78,14 @@ class Child:
     ready: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> None:
-        self.log.parent.mkdir(parents=True, exist_ok=True)
+        self.log.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.ready.clear()
+        log = os.fdopen(os.open(self.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
         # Its own session: a Ctrl-C reaches `ftserve up` alone, which then stops children in order.
         self.proc = subprocess.Popen(
             self.argv,
             env=self.env,
-            stdout=self.log.open("ab"),
+            stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
             preexec_fn=_die_with_parent,
@@ -141,6 +149,11 @@ class Supervisor:
                 proc.wait()
 
 
+def new_inference_key() -> str:
+    """A key for the inference servers of one `ftserve up`: only its API process holds it."""
+    return "sk-ftinf-" + secrets.token_urlsafe(32)
+
+
 def child_env(settings: Settings) -> dict[str, str]:
     env = {**os.environ, "FTSERVE_DATA_DIR": str(settings.resolved_data_dir())}
     if settings.redis_url:
@@ -148,14 +161,42 @@ def child_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+def private_data_dir(settings: Settings) -> Path:
+    """The data dir, 0700, with the entries an older version created open (0755 dirs, 0644
+    database and logs) made 0700 and 0600. The object store and adapter cache are not walked:
+    the data dir's own mode already closes them."""
+    data_dir = settings.resolved_data_dir()
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for path in [data_dir, *data_dir.iterdir(), *(p for d in ("logs", "redis") for p in (data_dir / d).glob("*"))]:
+        if not path.is_symlink():
+            path.chmod(0o700 if path.is_dir() else 0o600)
+    return data_dir
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write `text` to a file only its owner can read, whatever the umask and its old mode."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+
+
 def start_private_redis(supervisor: Supervisor, data_dir: Path) -> str:
-    """A Redis on a free localhost port for this `ftserve up` only; returns its URL once it answers."""
-    data_dir.mkdir(parents=True, exist_ok=True)
+    """A Redis on a free localhost port for this `ftserve up` only, behind a password made now;
+    returns its URL (with the password) once it answers.
+
+    The password is in a config file (0600) rather than on the command line, which any local
+    user may read in /proc."""
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     port = free_port()
+    password = secrets.token_hex(32)
+    config = data_dir / "redis.conf"
+    write_private(config, f"requirepass {password}\n")
     child = supervisor.add(Child(
         name="private Redis",
-        argv=[redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
-              "no", "--dir", str(data_dir)],
+        argv=[redis_server_binary(), str(config), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+              "--appendonly", "no", "--dir", str(data_dir)],
         env=dict(os.environ),
         log=data_dir / "redis.log",
     ))  # fmt: skip
@@ -165,26 +206,37 @@ def start_private_redis(supervisor: Supervisor, data_dir: Path) -> str:
             raise RuntimeError(f"the private Redis exited; see {child.log}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5) as conn:
-                conn.sendall(b"PING\r\n")
-                if conn.recv(16).startswith(b"+PONG"):
-                    return f"redis://127.0.0.1:{port}/0"
+                conn.sendall(f"AUTH {password}\r\nPING\r\n".encode())
+                answer = b""
+                while answer.count(b"\r\n") < 2:
+                    received = conn.recv(64)
+                    if not received:
+                        break
+                    answer += received
+                if answer.startswith(b"+OK\r\n+PONG"):
+                    return f"redis://:{password}@127.0.0.1:{port}/0"
         except OSError:
             time.sleep(0.1)
     raise RuntimeError("the private Redis did not start within 20 s")
 
 
 def start_workers(supervisor: Supervisor, count: int, settings: Settings) -> None:
+    env = child_env(settings)
+    env.pop("FTSERVE_INFERENCE_API_KEY", None)  # trainers never call an inference server
     for index in range(count):
         supervisor.add(Child(
             name=f"trainer worker {index + 1}",
             argv=[sys.executable, "-m", "trainer.worker"],
-            env=child_env(settings),
+            env=env,
             log=settings.resolved_data_dir() / "logs" / f"worker-{index + 1}.log",
         ))  # fmt: skip
 
 
 def start_inference(supervisor: Supervisor, base_models: list[str], settings: Settings) -> dict[str, str]:
-    """An inference server per base model on a free port; returns base name → URL."""
+    """An inference server per base model on a free port, each requiring
+    `settings.inference_api_key`; returns base name → URL."""
+    if not settings.inference_api_key:
+        raise ValueError("inference servers need settings.inference_api_key")
     urls = {}
     for name in base_models:
         port = free_port()
@@ -192,7 +244,7 @@ def start_inference(supervisor: Supervisor, base_models: list[str], settings: Se
         supervisor.add(Child(
             name=f"inference server for {name}",
             argv=[sys.executable, "-m", "inference.server", "--base-model", name, "--port", str(port)],
-            env=child_env(settings),
+            env={**child_env(settings), "FTSERVE_INFERENCE_API_KEY": settings.inference_api_key},
             log=settings.resolved_data_dir() / "logs" / f"inference-{name}.log",
             ready_url=f"{url}/health",
         ))  # fmt: skip

@@ -296,7 +296,7 @@ def test_cli_revoke_finds_the_private_redis_of_ftserve_up(request: pytest.Fixtur
     try:
         url = stack.start_api("--no-inference", "--workers", "0").base_url
         recorded = (tmp_path / "redis.url").read_text().strip()
-        assert recorded.startswith("redis://127.0.0.1:")
+        assert recorded.startswith("redis://:") and "@127.0.0.1:" in recorded  # with its password
         key_id, key = new_key(stack.env, "--org", "acme")
         assert status_of(url, key) == 200
         out = run_cli(stack.env, "keys", "revoke", key_id)

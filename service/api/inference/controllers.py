@@ -33,7 +33,7 @@ async def _complete(
     base_url = state.settings.inference_urls.get(served.base.name)
     if base_url is None:
         raise unavailable(served.base.name)
-    return await forward(state.http, base_url, path, body, served)
+    return await forward(state.http, base_url, path, body, served, state.settings.inference_api_key)
 
 
 class CompletionController(Controller):

@@ -49,12 +49,24 @@ def _rename(payload: dict[str, Any], client_model: str) -> dict[str, Any]:
     return payload
 
 
+def upstream_headers(api_key: str | None) -> dict[str, str]:
+    """What the gateway sends an inference server besides the body: the key it requires (the
+    caller's own key is never passed on)."""
+    return {"authorization": f"Bearer {api_key}"} if api_key else {}
+
+
 async def forward(
-    http: httpx.AsyncClient, base_url: str, path: str, body: dict[str, Any], served: ServedModel
+    http: httpx.AsyncClient,
+    base_url: str,
+    path: str,
+    body: dict[str, Any],
+    served: ServedModel,
+    api_key: str | None = None,
 ) -> Response[Any] | Stream:
-    """POST `body` to the server and answer as OpenAI would, streamed when `stream` is true."""
+    """POST `body` to the server with the inference key, and answer as OpenAI would, streamed
+    when `stream` is true."""
     upstream = {**body, "model": server_name(served)}
-    request = http.build_request("POST", base_url.rstrip("/") + path, json=upstream)
+    request = http.build_request("POST", base_url.rstrip("/") + path, json=upstream, headers=upstream_headers(api_key))
     try:
         response = await http.send(request, stream=True)
     except httpx.HTTPError:
@@ -68,6 +80,9 @@ async def forward(
             parsed = json.loads(raw)
         except ValueError:
             parsed = {"message": raw.decode(errors="replace")[:500]}
+        if response.status_code == 401:
+            # The server refused the gateway's key: a deployment fault, never the caller's.
+            raise unavailable(served.base.name)
         if response.status_code == 404:
             # The server did not find the adapter (deleted meanwhile, or its bytes are gone).
             raise InvalidRequestError(f"The model `{served.id}` cannot be loaded.", param="model",
