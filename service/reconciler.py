@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from service.db.models import FineTuningJob
 from service.fine_tuning import states
 from service.fine_tuning.clock import db_now
+from service.fine_tuning.retrying import is_transient
 from service.queue import (
     enqueue_training,
     enqueue_validation,
@@ -76,6 +77,9 @@ async def reconcile_forever(sessionmaker: async_sessionmaker[AsyncSession], redi
             requeued = await reconcile_once(sessionmaker, redis)
             if requeued:
                 log.info("reconciler enqueued again: %s", ", ".join(requeued))
-        except Exception:
-            log.exception("reconciler pass failed; retrying in %ss", interval_s)
+        except Exception as exc:
+            if is_transient(exc):  # Redis or the database away for a moment: one line, not a traceback
+                log.warning("reconciler pass failed (%s: %s); retrying in %ss", type(exc).__name__, exc, interval_s)
+            else:
+                log.exception("reconciler pass failed; retrying in %ss", interval_s)
         await asyncio.sleep(interval_s)

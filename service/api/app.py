@@ -32,12 +32,14 @@ from service.api.files.controllers import FileController
 from service.api.files.services import FileService
 from service.api.fine_tuning.controllers import FineTuningJobController
 from service.api.fine_tuning.services import JobService
+from service.api.graders.controllers import GraderController
 from service.api.health import health, queue_depth, ready
 from service.api.inference.controllers import CompletionController
 from service.api.middleware.edge import EdgeMiddleware
 from service.api.models.controllers import ModelController
 from service.api.uploads.controllers import UploadController
 from service.api.uploads.services import UploadService
+from service.background import keep_running
 from service.catalog import load_catalog
 from service.db import create_engine, create_sessionmaker
 from service.db.models import Organization
@@ -125,13 +127,18 @@ def create_app(settings: Settings | None = None) -> Litestar:
         app.state.http = httpx.AsyncClient(
             timeout=httpx.Timeout(600.0, connect=5.0), limits=httpx.Limits(max_connections=1000)
         )
-        validator = validator_worker(
-            settings, {"sessionmaker": sessionmaker, "storage": storage, "redis": queue, "settings": settings}, queue
-        )
+        validation_ctx = {"sessionmaker": sessionmaker, "storage": storage, "redis": queue, "settings": settings}
+        validators: list[arq_worker.Worker] = []
+
+        async def run_validator() -> None:
+            # arq's worker ends when Redis goes away: each start is a fresh one on the same pool.
+            validators.append(validator_worker(settings, validation_ctx, queue))
+            await validators[-1].async_run()
+
         tasks = [
             asyncio.create_task(sweep_forever(sessionmaker, storage)),
             asyncio.create_task(reconcile_forever(sessionmaker, queue, settings.reconcile_interval_s)),
-            asyncio.create_task(validator.async_run()),
+            asyncio.create_task(keep_running("the validation queue consumer", run_validator)),
         ]
         try:
             yield
@@ -141,7 +148,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            await validator.close()
+            for validator in validators:
+                with contextlib.suppress(Exception):
+                    await validator.close()
             app.state.jsonl_checks.close()
             await app.state.http.aclose()
             await engine.dispose()
@@ -160,6 +169,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             UploadController,
             FineTuningJobController,
             ModelController,
+            GraderController,
             CompletionController,
             health,
             ready,
