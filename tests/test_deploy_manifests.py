@@ -176,12 +176,65 @@ def test_each_role_has_its_own_secret_with_only_what_it_needs(manifests: list[Ob
             owners.setdefault(secret, set()).add(obj["metadata"]["name"])
         seen.setdefault(obj["metadata"]["name"], set()).update(refs)
     assert all(len(names) == 1 for names in owners.values()), owners
-    assert seen["ftserve-inference-llm"] == {"STORAGE_URL", "FTSERVE_S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID",
-                                             "AWS_SECRET_ACCESS_KEY"}  # fmt: skip
-    assert seen["ftserve-trainer"] == seen["ftserve-inference-llm"] | {"DATABASE_URL", "REDIS_URL"}
-    assert "DATABASE_URL" in seen["ftserve-api"] and "REDIS_URL" in seen["ftserve-api"]
+    storage = {"STORAGE_URL", "FTSERVE_S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+    assert seen["ftserve-inference-llm"] == storage | {"FTSERVE_INFERENCE_API_KEY"}
+    assert seen["ftserve-trainer"] == storage | {"DATABASE_URL", "REDIS_URL"}  # no inference key
+    assert {"DATABASE_URL", "REDIS_URL", "FTSERVE_INFERENCE_API_KEY"} <= seen["ftserve-api"]
     for config in find(manifests, "ConfigMap"):
         assert not {"DATABASE_URL", "REDIS_URL", "AWS_SECRET_ACCESS_KEY"} & set(config["data"])
+
+
+# --- network policies -----------------------------------------------------------------------------
+
+
+def selects(selector: Obj, labels: dict[str, str]) -> bool:
+    """Whether a label selector matches `labels` (an empty selector matches every pod)."""
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for expression in selector.get("matchExpressions", []):
+        value, operator = labels.get(expression["key"]), expression["operator"]
+        if operator == "In" and value not in expression["values"]:
+            return False
+        if operator == "NotIn" and value in expression["values"]:
+            return False
+        if (operator == "Exists" and value is None) or (operator == "DoesNotExist" and value is not None):
+            return False
+    return True
+
+
+def pod_labels(objs: list[Obj]) -> dict[str, dict[str, str]]:
+    return {obj["metadata"]["name"]: obj["spec"]["template"]["metadata"]["labels"] for obj, _ in pods(objs)}
+
+
+def allowed_sources(objs: list[Obj], target: str) -> set[str] | None:
+    """The workloads whose pods may connect to `target`'s pods, or None when no policy isolates them."""
+    labels = pod_labels(objs)
+    policies = [p for p in find(objs, "NetworkPolicy") if selects(p["spec"]["podSelector"], labels[target])]
+    policies = [p for p in policies if "Ingress" in p["spec"].get("policyTypes", ["Ingress"])]
+    if not policies:
+        return None
+    sources: set[str] = set()
+    for policy in policies:
+        for rule in policy["spec"].get("ingress", []):
+            peers = rule.get("from")
+            assert peers, f"{policy['metadata']['name']} admits every source"
+            for peer in peers:
+                assert set(peer) == {"podSelector"}, f"{policy['metadata']['name']}: only pods of this namespace"
+                sources |= {name for name, pod in labels.items() if selects(peer["podSelector"], pod)}
+    return sources
+
+
+def test_only_api_pods_reach_inference_pods(manifests: list[Obj]) -> None:
+    inference = [name for name in pod_labels(manifests) if name.startswith("ftserve-inference-")]
+    assert inference
+    for name in inference:
+        assert allowed_sources(manifests, name) == {"ftserve-api"}
+
+
+def test_single_node_data_services_answer_only_the_service_pods() -> None:
+    objs = render(DEPLOY / "k8s" / "overlays" / "single-node")
+    for name in ("redis", "postgres"):
+        assert allowed_sources(objs, name) == {"ftserve-api", "ftserve-trainer"}, name
 
 
 def test_seaweedfs_requires_s3_credentials() -> None:
