@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -223,13 +224,14 @@ def test_adapters_evicted_from_a_full_cache_are_fetched_again(
     turns, the two adapters evict each other, and each must answer every time."""
     port = free_port()
     env = {**stack.env, "FTSERVE_ADAPTER_CACHE_DIR": str(tmp_path / "cache"), "FTSERVE_ADAPTER_CACHE_BYTES": "1",
-           "FTSERVE_INFERENCE_MAX_LORAS": "1", "FTSERVE_INFERENCE_MAX_CPU_LORAS": "1"}  # fmt: skip
+           "FTSERVE_INFERENCE_MAX_LORAS": "1", "FTSERVE_INFERENCE_MAX_CPU_LORAS": "1",
+           "FTSERVE_INFERENCE_API_KEY": "sk-ftinf-test"}  # fmt: skip
     with (tmp_path / "inference.log").open("wb") as log:
         server = subprocess.Popen([str(BIN / "ftserve"), "inference", "--base-model", "tiny-chat", "--port", str(port)],
                                   env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
     try:
         wait_for_http(f"http://127.0.0.1:{port}/health", timeout_s=300, proc=server)
-        vllm = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0)
+        vllm = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-ftinf-test", max_retries=0)
 
         def adapter_name(model: str) -> str:  # the name the gateway gives vLLM: the storage prefix
             job_id = model.rsplit(":", 1)[1]
@@ -244,6 +246,24 @@ def test_adapters_evicted_from_a_full_cache_are_fetched_again(
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(60)
+
+
+def test_the_inference_server_answers_only_the_gateway(stack: Stack, api: Server, tuned: str) -> None:
+    """vLLM's `/v1` (completions, and the runtime LoRA loading the resolver needs) refuses a
+    request without the key `ftserve up` gave the gateway alone, or with a client's API key."""
+    logs = "".join(p.read_text(errors="replace") for p in sorted(stack.data_dir.glob("server-*.log")))
+    url = re.findall(r"inference server for tiny-chat starting on (http://\S+)", logs)[-1]
+    adapter = next((stack.data_dir / "objects").glob("jobs/*/*/adapter/ftserve.json")).parent
+    name = adapter.relative_to(stack.data_dir / "objects").as_posix() + "/"
+    for headers in ({}, {"authorization": f"Bearer {api.key}"}):
+        for path, body in [
+            ("/v1/chat/completions", {"model": name, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}),
+            ("/v1/models", None),
+            ("/v1/unload_lora_adapter", {"lora_name": name}),
+        ]:
+            refused = httpx.request("POST" if body else "GET", url + path, json=body, headers=headers, timeout=30)
+            assert refused.status_code == 401, (path, refused.text)
+    assert answer(api.client(), tuned, QA[0][0]) == QA[0][1]  # the gateway's own requests go through
 
 
 def test_a_restarted_inference_server_serves_the_adapter_again(stack: Stack, api: Server, tuned: str) -> None:
