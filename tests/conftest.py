@@ -242,3 +242,38 @@ def fx_client(server: Server) -> openai.OpenAI:
 def fx_other_client(server: Server) -> openai.OpenAI:
     """A client of a second organisation on the same server."""
     return server.client(server.other_key)
+
+
+def inference_ready(server: Server, timeout_s: float = 300) -> None:
+    """Wait until the gateway reaches the inference server (it starts beside the API)."""
+    import time
+
+    client = server.client()
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            client.chat.completions.create(model="tiny-chat", messages=[{"role": "user", "content": "hi"}],
+                                           max_tokens=1)  # fmt: skip
+            return
+        except openai.InternalServerError as exc:
+            if exc.status_code != 503 or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)  # a loop without pause would spend the key's rate limit
+
+
+@pytest.fixture(scope="session", name="inference_stack")
+def fx_inference_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """One deployment with a vLLM server for the whole session (it takes a minute to start on a
+    CPU): SQLite, local storage, a private Redis, one trainer worker and the server for `tiny-chat`."""
+    stack = make_stack(request, "sqlite-local", tmp_path_factory.mktemp("inference"))
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture(scope="session", name="inference_api")
+def fx_inference_api(inference_stack: Stack) -> Server:
+    server = inference_stack.start_api()
+    inference_ready(server)
+    return server

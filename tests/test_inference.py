@@ -1,7 +1,8 @@
 """Serving tuned models: `ftserve up` with its vLLM server, driven by the official SDKs.
 
-One stack for the module (vLLM takes tens of seconds to start on a CPU): SQLite, local storage,
-a private Redis, one trainer worker and the inference server for `tiny-chat`.
+One stack for the session (`inference_api` in conftest.py; vLLM takes tens of seconds to start on
+a CPU): SQLite, local storage, a private Redis, one trainer worker and the inference server for
+`tiny-chat`.
 """
 
 from __future__ import annotations
@@ -12,8 +13,6 @@ import re
 import shutil
 import signal
 import subprocess
-import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import BIN, Server, Stack, make_stack
+from tests.conftest import BIN, Server, Stack, inference_ready
 from tests.support import QA, free_port, qa_jsonl, wait_for_http, wait_for_job
 
 MEMORISE = {"n_epochs": 30, "batch_size": 2}
@@ -32,33 +31,13 @@ NODE_DIR = ROOT / "tests" / "node"
 
 
 @pytest.fixture(scope="module", name="stack")
-def fx_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    stack = make_stack(request, "sqlite-local", tmp_path_factory.mktemp("inference"))
-    try:
-        yield stack
-    finally:
-        stack.stop()
+def fx_stack(inference_stack: Stack) -> Stack:
+    return inference_stack
 
 
 @pytest.fixture(scope="module", name="api")
-def fx_api(stack: Stack) -> Server:
-    server = stack.start_api()
-    inference_ready(server)
-    return server
-
-
-def inference_ready(server: Server, timeout_s: float = 300) -> None:
-    """Wait until the gateway reaches the inference server (it starts beside the API)."""
-    client = server.client()
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            client.chat.completions.create(model="tiny-chat", messages=[{"role": "user", "content": "hi"}],
-                                           max_tokens=1)  # fmt: skip
-            return
-        except openai.InternalServerError as exc:
-            if exc.status_code != 503 or time.monotonic() > deadline:
-                raise
+def fx_api(inference_api: Server) -> Server:
+    return inference_api
 
 
 @pytest.fixture(name="client")
