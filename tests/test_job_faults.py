@@ -17,6 +17,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -91,14 +92,18 @@ class Cluster:
 
 
 @pytest.fixture(name="cluster")
-def fx_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    cluster = Cluster(tmp_path_factory.mktemp("cluster"))
+def fx_cluster() -> Iterator[Cluster]:
+    # Not under pytest's temp dir: its 0700 parents would keep the `postgres` user out.
+    root = Path(tempfile.mkdtemp(prefix="ftserve-pg-"))
+    root.chmod(0o755)
+    cluster = Cluster(root / "cluster")
     cluster.ctl("start")
     try:
         yield cluster
     finally:
         subprocess.run(_as_postgres([_pg_bin("pg_ctl"), "-D", str(cluster.dir), "-m", "immediate", "stop"]),
                        capture_output=True)  # fmt: skip
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_a_job_rides_out_cut_connections_and_a_database_restart(
@@ -108,7 +113,7 @@ def test_a_job_rides_out_cut_connections_and_a_database_restart(
     stack = make_stack(request, "sqlite-local", tmp_path, DATABASE_URL=cluster.url("ftserve"))
     try:
         client = stack.start_api("--workers", "1", "--no-inference").client()
-        job_id = start_job(client)
+        job_id = start_job(client, {"n_epochs": 15, "batch_size": 1})
         wait_for_event(client, job_id, lambda e: e.type == "metrics" and e.data["step"] > 50)  # type: ignore[index]
         for _ in range(3):
             cut = cluster.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
@@ -116,7 +121,8 @@ def test_a_job_rides_out_cut_connections_and_a_database_restart(
             assert cut, "the service held connections to cut"
             time.sleep(1.5)
         cluster.ctl("restart", "-m", "fast")
-        assert_one_story(client, job_id, 1000)
+        assert client.fine_tuning.jobs.retrieve(job_id).status == "running"  # the faults hit a training job
+        assert_one_story(client, job_id, 1500)
         worker_log = (stack.data_dir / "logs" / "worker-1.log").read_text()
         assert "crashed" not in worker_log
         assert "lease lost" not in worker_log  # the outages were shorter than the lease

@@ -22,19 +22,47 @@ log = logging.getLogger("ftserve.retrying")
 T = TypeVar("T")
 
 
+TRANSIENT_SQLSTATE_PREFIXES = ("08", "57P", "53", "40001", "40P01")
+"""PostgreSQL: connection exceptions, operator intervention (shutdown, restart), insufficient
+resources, serialization failures and deadlocks."""
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """`exc` and what it wraps (SQLAlchemy's `.orig`, then the driver's own cause chain)."""
+    seen: list[BaseException] = []
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or any(current is s for s in seen) or len(seen) > 16:
+            continue
+        seen.append(current)
+        pending += [getattr(current, "orig", None), current.__cause__, current.__context__]
+    return seen
+
+
 def is_transient(exc: BaseException) -> bool:
     """Whether `exc` is a fault that trying again may cure."""
-    if isinstance(exc, DBAPIError):
-        return exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
-    return isinstance(
-        exc,
-        PoolTimeoutError
-        | redis.exceptions.ConnectionError
-        | redis.exceptions.TimeoutError
-        | ConnectionError
-        | TimeoutError
-        | OSError,
-    )
+    for cause in _causes(exc):
+        if isinstance(cause, DBAPIError) and (
+            cause.connection_invalidated or isinstance(cause, OperationalError | InterfaceError)
+        ):
+            return True
+        if isinstance(
+            cause,
+            PoolTimeoutError
+            | redis.exceptions.ConnectionError
+            | redis.exceptions.TimeoutError
+            | ConnectionError
+            | TimeoutError
+            | OSError,
+        ):
+            return True
+        sqlstate = getattr(cause, "sqlstate", None)
+        if isinstance(sqlstate, str) and sqlstate.startswith(TRANSIENT_SQLSTATE_PREFIXES):
+            return True
+        if type(cause).__name__ in ("ConnectionDoesNotExistError", "InterfaceError"):  # asyncpg, on a cut socket
+            return True
+    return False
 
 
 def _log_retry(state: object) -> None:
