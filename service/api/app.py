@@ -27,6 +27,7 @@ from service.api.deps import (
     provide_storage,
 )
 from service.api.errors import EXCEPTION_HANDLERS
+from service.api.evals.controllers import EvalController
 from service.api.files.checks import JsonlChecks
 from service.api.files.controllers import FileController
 from service.api.files.services import FileService
@@ -43,6 +44,7 @@ from service.background import keep_running
 from service.catalog import load_catalog
 from service.db import create_engine, create_sessionmaker
 from service.db.models import Organization
+from service.evals.runner import eval_worker, recover_forever
 from service.logging_config import configure_logging
 from service.queue import VALIDATE_FUNCTION, VALIDATE_QUEUE, open_queue
 from service.reconciler import reconcile_forever
@@ -135,10 +137,16 @@ def create_app(settings: Settings | None = None) -> Litestar:
             validators.append(validator_worker(settings, validation_ctx, queue))
             await validators[-1].async_run()
 
+        async def run_evals() -> None:  # eval runs execute here too, off the request path
+            validators.append(eval_worker(settings, validation_ctx, queue))
+            await validators[-1].async_run()
+
         tasks = [
             asyncio.create_task(sweep_forever(sessionmaker, storage)),
             asyncio.create_task(reconcile_forever(sessionmaker, queue, settings.reconcile_interval_s)),
             asyncio.create_task(keep_running("the validation queue consumer", run_validator)),
+            asyncio.create_task(keep_running("the eval queue consumer", run_evals)),
+            asyncio.create_task(recover_forever(sessionmaker, queue, max(settings.reconcile_interval_s, 1.0))),
         ]
         try:
             yield
@@ -170,6 +178,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             FineTuningJobController,
             ModelController,
             GraderController,
+            EvalController,
             CompletionController,
             health,
             ready,

@@ -166,3 +166,60 @@ class FineTuningJobCheckpoint(Base):
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
     storage_prefix: Mapped[str] = mapped_column(Text)
     """Where the checkpoint's PEFT adapter directory lives in object storage."""
+
+
+class Eval(Base):
+    """An eval: how items are shaped (`data_source_config`) and the graders that judge them."""
+
+    __tablename__ = "evals"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)
+    organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(Text)
+    metadata_: Mapped[dict[str, str] | None] = mapped_column("metadata", JSON, default=None)
+    data_source_config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    testing_criteria: Mapped[list[Any]] = mapped_column(JSON)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class EvalRun(Base):
+    """One run of an eval over a data source; the eval runner fills its counts as it goes."""
+
+    __tablename__ = "eval_runs"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)
+    eval_id: Mapped[str] = mapped_column(ForeignKey("evals.id", ondelete="CASCADE"), index=True)
+    organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(Text)
+    model: Mapped[str] = mapped_column(String(512))
+    metadata_: Mapped[dict[str, str] | None] = mapped_column("metadata", JSON, default=None)
+    data_source: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    result_counts: Mapped[dict[str, Any]] = mapped_column(JSON)
+    per_testing_criteria_results: Mapped[list[Any]] = mapped_column(JSON)
+    per_model_usage: Mapped[list[Any]] = mapped_column(JSON)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    heartbeat_at: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    """Renewed by the process executing the run; a stale one means that process is gone."""
+
+
+class EvalRunOutputItem(Base):
+    """One graded item of a run; unique per (run, item index), so a resumed run never stores it twice."""
+
+    __tablename__ = "eval_run_output_items"
+    __table_args__ = (UniqueConstraint("run_id", "datasource_item_id"),)
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("eval_runs.id", ondelete="CASCADE"), index=True)
+    eval_id: Mapped[str] = mapped_column(String(64))
+    organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
+    datasource_item_id: Mapped[int] = mapped_column(Integer)
+    datasource_item: Mapped[dict[str, Any]] = mapped_column(JSON)
+    sample: Mapped[dict[str, Any]] = mapped_column(JSON)
+    results: Mapped[list[Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[int] = mapped_column(BigInteger)
