@@ -207,3 +207,35 @@ def test_a_job_created_while_redis_is_down_is_answered_and_trains_once(
     finally:
         stack.stop()
         redis_proc.kill()
+
+
+def test_a_sqlite_database_locked_past_the_lease_lets_no_two_workers_train_at_once(
+    request: pytest.FixtureRequest, tmp_path: Path, redis_port: int
+) -> None:
+    import sqlite3
+
+    stack = make_stack(request, "sqlite-local", tmp_path, REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
+                       FTSERVE_LEASE_S="3")  # fmt: skip
+    try:
+        client = stack.start_api("--workers", "0", "--no-inference").client()
+        first = stack.start_worker()
+        first_log = stack.data_dir / f"worker-{len(stack.procs) - 1}.log"
+        job_id = start_job(client)
+        wait_for_event(client, job_id, lambda e: e.message == "Checkpoint created at step 100")
+        second = stack.start_worker()
+        second_log = stack.data_dir / f"worker-{len(stack.procs) - 1}.log"
+        # Another writer holds the database for longer than SQLite's busy timeout (30 s) and the lease.
+        blocker = sqlite3.connect(stack.data_dir / "ftserve.db", timeout=60)
+        blocker.execute("BEGIN IMMEDIATE")
+        time.sleep(35)
+        blocker.rollback()
+        blocker.close()
+        assert_one_story(client, job_id, 1000)
+        logs = first_log.read_text() + second_log.read_text()
+        assert "lease lost" in logs  # the holder gave the job up rather than writing late
+        assert "crashed" not in logs
+        assert first.poll() is None and second.poll() is None
+        checkpoints = [c.step_number for c in client.fine_tuning.jobs.checkpoints.list(job_id).data]
+        assert len(checkpoints) == len(set(checkpoints))
+    finally:
+        stack.stop()
