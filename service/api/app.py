@@ -142,7 +142,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await validators[-1].async_run()
 
         tasks = [
-            asyncio.create_task(sweep_forever(sessionmaker, storage)),
+            asyncio.create_task(sweep_forever(sessionmaker, storage, settings=settings)),
             asyncio.create_task(reconcile_forever(sessionmaker, queue, settings.reconcile_interval_s)),
             asyncio.create_task(keep_running("the validation queue consumer", run_validator)),
             asyncio.create_task(keep_running("the eval queue consumer", run_evals)),
