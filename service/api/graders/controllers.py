@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from litestar import Controller, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.params import JSONBody
 
+from service.api.graders.schemas import (
+    GraderRunResponse,
+    GraderValidateResponse,
+    RunGraderRequest,
+    ValidateGraderRequest,
+)
 from service.api.openapi_docs import ERROR_RESPONSES
 from service.db.models import Organization
-from service.errors import InvalidRequestError
 from service.evals.sampler import GatewaySampler
 from service.graders import RUNNABLE, GradingOptions, check_grader, grade, sample_namespace
 
@@ -21,12 +24,6 @@ def grading_options(state: State, organization: Organization) -> GradingOptions:
     return GradingOptions.from_settings(state.settings, sampler)
 
 
-def _grader(data: dict[str, Any]) -> Any:
-    if "grader" not in data:
-        raise InvalidRequestError("Missing required parameter: 'grader'.", param="grader")
-    return data["grader"]
-
-
 class GraderController(Controller):
     path = "/v1/fine_tuning/alpha/graders"
     tags = ["Graders"]
@@ -34,19 +31,16 @@ class GraderController(Controller):
     @post("/validate", responses=ERROR_RESPONSES, operation_id="validateGrader",
           summary="Validate a grader", status_code=200)  # fmt: skip
     async def validate(
-        self, data: JSONBody[dict[str, Any]], organization: NamedDependency[Organization], state: State
-    ) -> dict[str, Any]:
-        grader = await check_grader(_grader(data), grading_options(state, organization), allowed=RUNNABLE)
-        return {"grader": grader}
+        self, data: JSONBody[ValidateGraderRequest], organization: NamedDependency[Organization], state: State
+    ) -> GraderValidateResponse:
+        grader = await check_grader(data.grader, grading_options(state, organization), allowed=RUNNABLE)
+        return GraderValidateResponse(grader=grader)
 
     @post("/run", responses=ERROR_RESPONSES, operation_id="runGrader", summary="Run a grader", status_code=200)
     async def run(
-        self, data: JSONBody[dict[str, Any]], organization: NamedDependency[Organization], state: State
-    ) -> dict[str, Any]:
-        sample = data.get("model_sample")
-        if not isinstance(sample, str):
-            raise InvalidRequestError("Missing required parameter: 'model_sample' (a string).", param="model_sample")
+        self, data: JSONBody[RunGraderRequest], organization: NamedDependency[Organization], state: State
+    ) -> GraderRunResponse:
         options = grading_options(state, organization)
-        grader = await check_grader(_grader(data), options, allowed=RUNNABLE)
-        result = await grade(grader, sample_namespace(sample), data.get("item") or {}, options)
-        return result.response()
+        grader = await check_grader(data.grader, options, allowed=RUNNABLE)
+        result = await grade(grader, sample_namespace(data.model_sample), data.item or {}, options)
+        return GraderRunResponse.model_validate(result.response())
