@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
-from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
+from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential, wait_random
 
 from service.fine_tuning.retrying import is_transient
 
@@ -28,7 +28,7 @@ async def keep_running(name: str, start: Callable[[], Awaitable[None]]) -> None:
             log.warning("%s stopped (%s); starting it again", name, f"{type(exc).__name__}: {exc}"[:300])
 
     async for attempt in AsyncRetrying(
-        retry=retry_if_exception_type(Exception), wait=wait_exponential_jitter(initial=0.5, max=30.0),
+        retry=retry_if_exception_type(Exception), wait=wait_exponential(multiplier=0.5, max=30.0) + wait_random(0, 0.5),
         before_sleep=report,
     ):  # fmt: skip
         with attempt:

@@ -220,3 +220,81 @@ def test_only_the_state_machine_writes_job_state() -> None:
     # ... and the check does find such a write where there is one.
     assert WRITERS.search("await session.execute(update(FineTuningJob).values(status='x'))")
     assert WRITERS.search("job.status = 'queued'") and not WRITERS.search("if job.status == 'queued':")
+
+
+def test_validating_a_large_file_holds_no_lock_that_other_writers_wait_for(tmp_path: Path) -> None:
+    """A ~200 MB file validating on SQLite beside 20 uploads' and 20 job creations' writes: none
+    fails, and no write waits a second for the database's lock (timed by an engine hook around
+    each write statement, where SQLite's lock wait happens)."""
+    import json
+    import time
+
+    from sqlalchemy import event
+
+    from service.storage import open_storage
+    from service.validation import validate
+
+    settings = Settings(data_dir=tmp_path)
+    upgrade_database(settings)
+    storage = open_storage((tmp_path / "objects").as_uri())
+    line = json.dumps({"messages": [{"role": "user", "content": "What is 7?"},
+                                    {"role": "assistant", "content": "It is seven."}]}).encode() + b"\n"  # fmt: skip
+    lines = (200 * 1024 * 1024) // len(line)
+    storage.put_stream("files/org-1/file-big", (line * 1000 for _ in range(lines // 1000)))
+
+    class Queue:  # validation enqueues the job it moved; the queue itself is not under test here
+        async def enqueue_job(self, *args: object, **kwargs: object) -> None:
+            return None
+
+    async def scenario() -> tuple[list[float], int, str]:
+        engine = create_engine(settings)
+        waits: list[float] = []
+
+        @event.listens_for(engine.sync_engine, "before_cursor_execute")
+        def started(conn, cursor, statement, parameters, context, executemany) -> None:  # type: ignore[no-untyped-def]
+            conn.info["started"] = time.monotonic()
+
+        @event.listens_for(engine.sync_engine, "after_cursor_execute")
+        def finished(conn, cursor, statement, parameters, context, executemany) -> None:  # type: ignore[no-untyped-def]
+            if statement.lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE")):
+                waits.append(time.monotonic() - conn.info.pop("started"))
+
+        maker = create_sessionmaker(engine)
+        async with maker() as session:
+            session.add(Organization(id="org-1", name="acme", created_at=now_s()))
+            await session.commit()
+            big = "files/org-1/file-big"
+            session.add(File(id="file-big", organization_id="org-1", filename="big.jsonl", purpose="fine-tune",
+                             bytes=1, created_at=now_s(), status="processed", storage_key=big))  # fmt: skip
+            job = _job("validating_files")
+            job.training_file = "file-big"
+            await states.create(session, job)
+        validation = asyncio.create_task(validate(maker, storage, Queue(), job.id))  # type: ignore[arg-type]
+
+        async def upload() -> None:  # an upload's row, as the API writes it
+            async with maker() as session:
+                file_id = new_id("file-")
+                key = f"files/org-1/{file_id}"
+                session.add(File(id=file_id, organization_id="org-1", filename="u.jsonl", purpose="fine-tune",
+                                 bytes=1, created_at=now_s(), status="processed", storage_key=key))  # fmt: skip
+                await session.commit()
+
+        async def create() -> None:
+            async with maker() as session:
+                await states.create(session, _job("validating_files"))
+
+        done = 0
+        while not validation.done():
+            await asyncio.gather(upload(), create())
+            done += 1
+            await asyncio.sleep(0.1)
+        await validation
+        status, _ = await _status_and_events(maker, job.id)
+        await engine.dispose()
+        return waits, done, status
+
+    waits, writes, status = asyncio.run(scenario())
+    print(f"{writes} upload and job writes during validation; longest write {max(waits) * 1000:.0f} ms")
+    assert status == "queued", "the file validated"
+    assert writes >= 20, "the writes ran while the file was being validated"
+    assert max(waits) < 1.0

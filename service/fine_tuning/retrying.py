@@ -16,7 +16,7 @@ import redis.exceptions
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential_jitter
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential, wait_random
 
 log = logging.getLogger("ftserve.retrying")
 T = TypeVar("T")
@@ -75,7 +75,7 @@ async def retry_transient(call: Callable[[], Awaitable[T]], *, within_s: float) 
     """`await call()`, tried again on transient faults for up to `within_s` seconds."""
     async for attempt in AsyncRetrying(
         retry=retry_if_exception(is_transient),
-        wait=wait_exponential_jitter(initial=0.1, max=2.0),
+        wait=wait_exponential(multiplier=0.1, max=2.0) + wait_random(0, 0.1),
         stop=stop_after_delay(max(within_s, 0.0)),
         before_sleep=_log_retry,
         reraise=True,
