@@ -55,6 +55,9 @@ def vllm_arguments(
         # The built-in model is trained and checked in float32; real models use their own dtype.
         "--dtype", "float32" if base.is_builtin else "auto",
         "--disable-uvicorn-access-log",
+        # Forced JSON comes out compact, as OpenAI's does: with whitespace allowed, a small model
+        # may spend its whole token budget on blanks between the fields.
+        "--structured-outputs-config", '{"backend": "xgrammar", "disable_any_whitespace": true}',
         *(["--enable-auto-tool-choice", "--tool-call-parser", base.tool_call_parser] if base.tool_call_parser else []),
         *settings.inference_extra_args,
     ]  # fmt: skip
