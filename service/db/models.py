@@ -135,11 +135,16 @@ class FineTuningJob(Base):
     started_at: Mapped[int | None] = mapped_column(BigInteger, default=None)
     model_deleted_at: Mapped[int | None] = mapped_column(BigInteger, default=None)
     """When `DELETE /v1/models/{fine_tuned_model}` removed the tuned model (its checkpoints stay)."""
+    events_written: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """How many events the job has had; the transition that writes an event numbers it from this."""
 
 
 class FineTuningJobEvent(Base):
     __tablename__ = "fine_tuning_job_events"
-    __table_args__ = (Index("ix_fine_tuning_job_events_job_id_step", "job_id", "step"),)
+    __table_args__ = (
+        Index("ix_fine_tuning_job_events_job_id_step", "job_id", "step"),
+        UniqueConstraint("job_id", "job_seq", name="uq_fine_tuning_job_events_job_id_job_seq"),
+    )
 
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     id: Mapped[str] = mapped_column(String(64), unique=True)
@@ -149,6 +154,9 @@ class FineTuningJobEvent(Base):
     message: Mapped[str] = mapped_column(Text)
     type: Mapped[str] = mapped_column(String(16))
     data: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    job_seq: Mapped[int | None] = mapped_column(Integer, default=None)
+    """1, 2, 3… per job, in the order the job's transitions committed them: a reader that follows a
+    job's events by `job_seq` never skips one (the table-wide `seq` may commit out of order)."""
     step: Mapped[int | None] = mapped_column(Integer, default=None)
     """The training step of a `metrics` event; a resumed run replaces the events of the steps it
     trains again, so that a job reports each step once (see `service.jobs`)."""
