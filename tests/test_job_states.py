@@ -125,6 +125,12 @@ async def _cancel_racing_the_finish(sessionmaker: async_sessionmaker[AsyncSessio
             assert status == "succeeded" and last == "The job has successfully completed"
             assert "Job cancelled" not in events
         outcomes[status] += 1
+        async with sessionmaker() as session:
+            numbers = list(await session.scalars(
+                select(FineTuningJobEvent.job_seq).where(FineTuningJobEvent.job_id == lease.job_id)
+                .order_by(FineTuningJobEvent.seq)
+            ))  # fmt: skip
+        assert numbers == list(range(1, len(events) + 1)), "each job numbers its events 1, 2, 3… as they commit"
         # A cancelled job is never claimed again.
         async with sessionmaker() as session:
             assert await leases.claim(session, Lease(lease.job_id, "worker-b", 30)) is None

@@ -44,21 +44,19 @@ class Lease:
 async def claim(session: AsyncSession, lease: Lease) -> FineTuningJob | None:
     """queued (or running under a lapsed lease) → running, held by `lease`; None if not ours to run."""
     started_at = await session.scalar(select(FineTuningJob.started_at).where(FineTuningJob.id == lease.job_id))
+    events = [job_event(lease.job_id, "Fine-tuning job started")] if started_at is None else []
     won = await guarded_update(
         session,
         (FineTuningJob.id == lease.job_id)
         & FineTuningJob.status.in_(("queued", "running"))
         & (FineTuningJob.worker_id.is_(None) | FineTuningJob.lease_expires_at.is_(None)
            | (FineTuningJob.lease_expires_at <= db_now())),
-        status="running", worker_id=lease.worker_id, lease_expires_at=db_now() + lease.lease_s,
+        events=events, status="running", worker_id=lease.worker_id, lease_expires_at=db_now() + lease.lease_s,
         started_at=func.coalesce(FineTuningJob.started_at, now_s()),
     )  # fmt: skip
-    if not won:
-        await session.commit()
-        return None
-    if started_at is None:
-        session.add(job_event(lease.job_id, "Fine-tuning job started"))
     await session.commit()
+    if not won:
+        return None
     return await session.scalar(select(FineTuningJob).where(FineTuningJob.id == lease.job_id))
 
 
@@ -76,15 +74,13 @@ async def report(
     """Append the worker's events. A `metrics` event for step n replaces the job's metrics events of
     steps n and later, which an earlier attempt reported before it lost the job: each step once."""
     values: dict[str, Any] = {"estimated_finish": estimated_finish} if estimated_finish is not None else {}
-    won = await guarded_update(session, lease.held(), **(values or {"worker_id": lease.worker_id}))
-    if won:
-        steps = [e.step for e in events if e.type == "metrics" and e.step is not None]
-        if steps:
-            await session.execute(delete(FineTuningJobEvent).where(
-                FineTuningJobEvent.job_id == lease.job_id, FineTuningJobEvent.type == "metrics",
-                FineTuningJobEvent.step >= min(steps),
-            ))  # fmt: skip
-        session.add_all(events)
+    won = await guarded_update(session, lease.held(), events=events, **values)
+    steps = [e.step for e in events if e.type == "metrics" and e.step is not None]
+    if won and steps:
+        await session.execute(delete(FineTuningJobEvent).where(
+            FineTuningJobEvent.job_id == lease.job_id, FineTuningJobEvent.type == "metrics",
+            FineTuningJobEvent.step >= min(steps), FineTuningJobEvent.id.not_in([e.id for e in events]),
+        ))  # fmt: skip
     await session.commit()
     return won
 
@@ -94,7 +90,8 @@ async def record_checkpoint(
 ) -> list[str] | None:
     """Record a checkpoint whose bytes are stored, keep the newest `keep`; the storage prefixes of
     those dropped (to delete after the commit: rows first, then bytes), or None if the lease is lost."""
-    won = await guarded_update(session, lease.held(), resume_checkpoint=checkpoint.storage_prefix)
+    event = job_event(lease.job_id, f"Checkpoint created at step {checkpoint.step_number}")
+    won = await guarded_update(session, lease.held(), events=[event], resume_checkpoint=checkpoint.storage_prefix)
     if not won:
         await session.commit()
         return None
@@ -102,7 +99,6 @@ async def record_checkpoint(
         FineTuningJobCheckpoint.fine_tuned_model_checkpoint == checkpoint.fine_tuned_model_checkpoint
     ))  # fmt: skip
     session.add(checkpoint)
-    session.add(job_event(lease.job_id, f"Checkpoint created at step {checkpoint.step_number}"))
     await session.flush()
     rows = list(await session.scalars(
         select(FineTuningJobCheckpoint).where(FineTuningJobCheckpoint.job_id == lease.job_id)
@@ -121,15 +117,17 @@ async def succeed(
     session: AsyncSession, lease: Lease, *, fine_tuned_model: str, trained_tokens: int, result_file: File
 ) -> bool:
     """running → succeeded with the stored adapter's model name and the result file (its bytes stored)."""
+    events = [
+        job_event(lease.job_id, f"New fine-tuned model created: {fine_tuned_model}"),
+        job_event(lease.job_id, "The job has successfully completed"),
+    ]
     won = await guarded_update(
-        session, lease.held() & (FineTuningJob.status == "running"),
+        session, lease.held() & (FineTuningJob.status == "running"), events=events,
         status="succeeded", finished_at=now_s(), fine_tuned_model=fine_tuned_model, trained_tokens=trained_tokens,
         result_files=[result_file.id], worker_id=None, lease_expires_at=None, estimated_finish=None,
     )  # fmt: skip
     if won:
         session.add(result_file)
-        session.add(job_event(lease.job_id, f"New fine-tuned model created: {fine_tuned_model}"))
-        session.add(job_event(lease.job_id, "The job has successfully completed"))
     await session.commit()
     return won
 
@@ -138,11 +136,10 @@ async def fail(session: AsyncSession, lease: Lease, error: dict[str, Any]) -> bo
     """running → failed, `error` being `{"code", "message", "param"}`."""
     won = await guarded_update(
         session, lease.held() & (FineTuningJob.status == "running"),
+        events=[job_event(lease.job_id, error["message"], level="error")],
         status="failed", finished_at=now_s(), error=error, worker_id=None, lease_expires_at=None,
         estimated_finish=None,
     )  # fmt: skip
-    if won:
-        session.add(job_event(lease.job_id, error["message"], level="error"))
     await session.commit()
     return won
 
@@ -163,16 +160,16 @@ async def stop(
     """
     saved = {"resume_checkpoint": resume_prefix} if resume_prefix else {}
     released = {"worker_id": None, "lease_expires_at": None, "estimated_finish": None, **saved}
+    requeued = job_event(lease.job_id, f"The trainer is shutting down; the job saved step {step} and is queued again.")
     if reason == "requeue" and await guarded_update(
-        session, lease.held() & (FineTuningJob.status == "running"), status="queued", **released
+        session, lease.held() & (FineTuningJob.status == "running"), events=[requeued], status="queued", **released
     ):
-        session.add(job_event(lease.job_id, f"The trainer is shutting down; the job saved step {step} "
-                                            "and is queued again."))  # fmt: skip
         await session.commit()
         return True
-    won = await guarded_update(session, lease.held() & FineTuningJob.status.in_(("paused", "queued")), **released)
-    if won:
-        session.add(job_event(lease.job_id, f"Job paused at step {step}/{total_steps}"))
+    paused = job_event(lease.job_id, f"Job paused at step {step}/{total_steps}")
+    won = await guarded_update(
+        session, lease.held() & FineTuningJob.status.in_(("paused", "queued")), events=[paused], **released
+    )
     await session.commit()
     return won
 

@@ -17,11 +17,16 @@ from service.fine_tuning.events import guarded_update, job_event
 from service.ids import now_s
 
 
+def _validating(job_id: str, checked: list[tuple[str, str]]) -> list[Any]:
+    return [job_event(job_id, f"Validating {param.replace('_', ' ')}: {file_id}") for param, file_id in checked]
+
+
 async def create(session: AsyncSession, job: FineTuningJob) -> None:
     """Insert a new job (`validating_files`) with its first event. An `IntegrityError` (a raced
     Idempotency-Key) propagates to the caller, which answers with the other request's job."""
+    job.events_written = 1
     session.add(job)
-    session.add(job_event(job.id, f"Created fine-tuning job: {job.id}"))
+    session.add(job_event(job.id, f"Created fine-tuning job: {job.id}", job_seq=1))
     await session.commit()
 
 
@@ -29,14 +34,11 @@ async def validated(
     session: AsyncSession, job_id: str, *, method: dict[str, Any], checked: list[tuple[str, str]]
 ) -> bool:
     """validating_files → queued, with the method's `"auto"` values resolved."""
+    events = [*_validating(job_id, checked), job_event(job_id, "Files validated, moving job to queued state")]
     won = await guarded_update(
-        session, (FineTuningJob.id == job_id) & (FineTuningJob.status == "validating_files"),
+        session, (FineTuningJob.id == job_id) & (FineTuningJob.status == "validating_files"), events=events,
         status="queued", method=method,
     )  # fmt: skip
-    if won:
-        for param, file_id in checked:
-            session.add(job_event(job_id, f"Validating {param.replace('_', ' ')}: {file_id}"))
-        session.add(job_event(job_id, "Files validated, moving job to queued state"))
     await session.commit()
     return won
 
@@ -45,14 +47,11 @@ async def validation_failed(
     session: AsyncSession, job_id: str, error: dict[str, Any], *, checked: list[tuple[str, str]]
 ) -> bool:
     """validating_files → failed, `error` being `{"code", "message", "param"}`."""
+    events = [*_validating(job_id, checked), job_event(job_id, error["message"], level="error")]
     won = await guarded_update(
-        session, (FineTuningJob.id == job_id) & (FineTuningJob.status == "validating_files"),
+        session, (FineTuningJob.id == job_id) & (FineTuningJob.status == "validating_files"), events=events,
         status="failed", error=error, finished_at=now_s(),
     )  # fmt: skip
-    if won:
-        for param, file_id in checked:
-            session.add(job_event(job_id, f"Validating {param.replace('_', ' ')}: {file_id}"))
-        session.add(job_event(job_id, error["message"], level="error"))
     await session.commit()
     return won
 
@@ -65,10 +64,8 @@ async def cancel(session: AsyncSession, job_id: str, organization_id: str) -> bo
     """Any state that is not final → cancelled. A worker holding the job sees it at its next renewal."""
     won = await guarded_update(
         session, _owned(job_id, organization_id) & FineTuningJob.status.in_(CANCELLABLE_STATUSES),
-        status="cancelled", finished_at=now_s(), estimated_finish=None,
+        events=[job_event(job_id, "Job cancelled")], status="cancelled", finished_at=now_s(), estimated_finish=None,
     )  # fmt: skip
-    if won:
-        session.add(job_event(job_id, "Job cancelled"))
     await session.commit()
     return won
 
@@ -76,39 +73,37 @@ async def cancel(session: AsyncSession, job_id: str, organization_id: str) -> bo
 async def pause(session: AsyncSession, job_id: str, organization_id: str) -> bool:
     """queued | running → paused. A running job's worker saves its state, then lets go (`leases.stop`)."""
     won = await guarded_update(
-        session, _owned(job_id, organization_id) & FineTuningJob.status.in_(("queued", "running")), status="paused"
-    )
-    if won:
-        session.add(job_event(job_id, "Job paused"))
+        session, _owned(job_id, organization_id) & FineTuningJob.status.in_(("queued", "running")),
+        events=[job_event(job_id, "Job paused")], status="paused",
+    )  # fmt: skip
     await session.commit()
     return won
 
 
 async def resume(session: AsyncSession, job_id: str, organization_id: str) -> bool:
     """paused → queued; training continues from the saved state once no worker holds the job."""
-    won = await guarded_update(session, _owned(job_id, organization_id) & (FineTuningJob.status == "paused"),
-                               status="queued")  # fmt: skip
-    if won:
-        session.add(job_event(job_id, "Job resumed"))
+    won = await guarded_update(
+        session, _owned(job_id, organization_id) & (FineTuningJob.status == "paused"),
+        events=[job_event(job_id, "Job resumed")], status="queued",
+    )  # fmt: skip
     await session.commit()
     return won
 
 
 async def requeue_lapsed(session: AsyncSession, job_id: str) -> bool:
     """running → queued when the holder's lease lapsed (on the database's clock)."""
+    event = job_event(
+        job_id,
+        "The trainer running this job stopped responding; the job is queued again and "
+        "resumes from its last checkpoint.",
+        level="warn",
+    )
     won = await guarded_update(
         session,
         (FineTuningJob.id == job_id) & (FineTuningJob.status == "running")
         & (FineTuningJob.lease_expires_at.is_(None) | (FineTuningJob.lease_expires_at <= db_now())),
-        status="queued", worker_id=None, lease_expires_at=None, estimated_finish=None,
+        events=[event], status="queued", worker_id=None, lease_expires_at=None, estimated_finish=None,
     )  # fmt: skip
-    if won:
-        session.add(job_event(
-            job_id,
-            "The trainer running this job stopped responding; the job is queued again and "
-            "resumes from its last checkpoint.",
-            level="warn",
-        ))  # fmt: skip
     await session.commit()
     return won
 
