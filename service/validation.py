@@ -22,6 +22,7 @@ from service.db.models import File, FineTuningJob
 from service.errors import InvalidFileError
 from service.fine_tuning import MIN_EXAMPLES, method_hyperparameters, states, with_hyperparameters
 from service.fine_tuning.retrying import in_session, retry_transient
+from service.logging_config import REQUEST_ID
 from service.queue import enqueue_training
 from service.storage import ObjectNotFound, ObjectStorage
 from service.training_defaults import resolve_hyperparameters
@@ -123,12 +124,14 @@ async def validate(
     )  # fmt: skip
     if moved:
         # The job is queued in the database; should Redis fail here, the reconciler enqueues it.
-        await retry_transient(lambda: enqueue_training(redis, job_id), within_s=RETRY_WITHIN_S)
+        await retry_transient(lambda: enqueue_training(redis, job_id, REQUEST_ID.get()), within_s=RETRY_WITHIN_S)
         log.info("job %s validated (%s); queued for training", job_id, json.dumps(counts))
 
 
-async def validate_job(ctx: dict[str, Any], job_id: str) -> None:
-    """arq entry point; never raises, so arq never retries a validation on its own."""
+async def validate_job(ctx: dict[str, Any], job_id: str, request_id: str | None = None) -> None:
+    """arq entry point; never raises, so arq never retries a validation on its own. Its log lines
+    carry the id of the request that created the job."""
+    REQUEST_ID.set(request_id)
     try:
         catalog = load_catalog(ctx["settings"]) if "settings" in ctx else None
         await validate(ctx["sessionmaker"], ctx["storage"], ctx["redis"], job_id, catalog)

@@ -32,6 +32,7 @@ from service.fine_tuning.layout import job_prefix
 from service.fine_tuning.leases import Lease
 from service.fine_tuning.retrying import in_session, is_transient
 from service.ids import new_file_id, now_s, random_token
+from service.logging_config import REQUEST_ID, configure_logging
 from service.queue import TRAIN_FUNCTION, TRAIN_QUEUE, redis_settings
 from service.settings import Settings
 from service.storage import ObjectStorage, configured_storage
@@ -95,8 +96,11 @@ async def _record_outcome(ctx: dict[str, Any], held: HeldJob, org_id: str, spec:
         await asyncio.to_thread(storage.delete, key)
 
 
-async def train_job(ctx: dict[str, Any], job_id: str) -> None:
-    """arq entry point. Never raises: the outcome is in the database, and arq must not retry on its own."""
+async def train_job(ctx: dict[str, Any], job_id: str, request_id: str | None = None) -> None:
+    """arq entry point. Never raises: the outcome is in the database, and arq must not retry on its own.
+
+    Its log lines (the training thread's included) carry the id of the request that created the job."""
+    REQUEST_ID.set(request_id)
     if ctx["shutting_down"].is_set():
         return  # the reconciler enqueues the job again for a worker that is staying
     ctx["idle"].clear()
@@ -220,8 +224,8 @@ async def _run(worker: Worker, health_port: int | None) -> None:
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings()
+    configure_logging(settings.log_format, settings.log_level)
     if not settings.redis_url:
         print("ftserve worker: REDIS_URL is not set", file=sys.stderr)
         return 2

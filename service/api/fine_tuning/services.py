@@ -22,6 +22,7 @@ from service.errors import ConflictError, InvalidRequestError, NotFoundError
 from service.fine_tuning import CANCELLABLE_STATUSES, states
 from service.fine_tuning.retrying import retry_transient
 from service.ids import new_id, now_s
+from service.logging_config import REQUEST_ID
 from service.queue import enqueue_training, enqueue_validation
 from service.rate_limits import check_active_job_limit
 
@@ -158,7 +159,7 @@ class JobService:
                 raise
             return _same_request(existing, fingerprint)
         try:
-            await retry_transient(lambda: enqueue_validation(self.queue, job_id), within_s=ENQUEUE_RETRY_S)
+            await retry_transient(lambda: enqueue_validation(self.queue, job_id, REQUEST_ID.get()), within_s=ENQUEUE_RETRY_S)
         except Exception as exc:
             log.warning("job %s created but not enqueued (%s); the reconciler will enqueue it", job_id, exc)
         return row
