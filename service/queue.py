@@ -36,12 +36,16 @@ def validate_job_id(job_id: str) -> str:
     return f"{job_id}:validate"
 
 
-async def enqueue_validation(redis: ArqRedis, job_id: str) -> None:
-    await redis.enqueue_job(VALIDATE_FUNCTION, job_id, _job_id=validate_job_id(job_id), _queue_name=VALIDATE_QUEUE)
+async def enqueue_validation(redis: ArqRedis, job_id: str, request_id: str | None = None) -> None:
+    """`request_id`: the request that created the job, carried into the validation's log lines."""
+    await redis.enqueue_job(
+        VALIDATE_FUNCTION, job_id, request_id, _job_id=validate_job_id(job_id), _queue_name=VALIDATE_QUEUE
+    )
 
 
-async def enqueue_training(redis: ArqRedis, job_id: str) -> None:
-    await redis.enqueue_job(TRAIN_FUNCTION, job_id, _job_id=job_id, _queue_name=TRAIN_QUEUE)
+async def enqueue_training(redis: ArqRedis, job_id: str, request_id: str | None = None) -> None:
+    """`request_id`: the request that created the job, carried into the worker's log lines."""
+    await redis.enqueue_job(TRAIN_FUNCTION, job_id, request_id, _job_id=job_id, _queue_name=TRAIN_QUEUE)
 
 
 async def is_enqueued(redis: ArqRedis, arq_job_id: str) -> bool:
