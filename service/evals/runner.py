@@ -115,14 +115,19 @@ async def run_eval(ctx: dict[str, Any], run_id: str) -> None:
                 await asyncio.wait([*tasks, waiting], return_when=asyncio.FIRST_COMPLETED)
             for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            outcomes = await asyncio.gather(*tasks, return_exceptions=True)
             waiting.cancel()
+            failures = [o for o in outcomes if isinstance(o, Exception)]
         finally:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
-    if not canceled.is_set():
-        await _finish(sessionmaker, run_id, "completed", None)
+    if canceled.is_set():
+        return
+    if failures:
+        # An item not stored (a lost database, say): arq retries the run, which grades what is missing.
+        raise RuntimeError(f"{len(failures)} items of eval run {run_id} were not stored") from failures[0]
+    await _finish(sessionmaker, run_id, "completed", None)
 
 
 async def _watch(sessionmaker: async_sessionmaker[AsyncSession], run_id: str, canceled: asyncio.Event) -> None:
