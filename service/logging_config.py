@@ -19,6 +19,7 @@ from typing import Any
 REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("ftserve_request_id", default=None)
 """The id of the request being served in this context (None outside requests)."""
 
+
 class RequestIdFilter(logging.Filter):
     """Stamps each record with the current request id."""
 

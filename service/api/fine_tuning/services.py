@@ -160,9 +160,7 @@ class JobService:
             return _same_request(existing, fingerprint)
         try:
             request_id = REQUEST_ID.get()
-            await retry_transient(
-                lambda: enqueue_validation(self.queue, job_id, request_id), within_s=ENQUEUE_RETRY_S
-            )
+            await retry_transient(lambda: enqueue_validation(self.queue, job_id, request_id), within_s=ENQUEUE_RETRY_S)
         except Exception as exc:
             log.warning("job %s created but not enqueued (%s); the reconciler will enqueue it", job_id, exc)
         return row
