@@ -1,7 +1,10 @@
 """Line-by-line checks of fine-tuning JSONL, usable on a stream of byte chunks.
 
-The API runs these checks at upload so that a malformed file is refused at once; the trainer
-runs them again, with deeper ones, before training. Each problem raises `InvalidFileError` with
+The API runs these checks at upload so that a malformed file is refused at once. A line passes
+upload in any shape some method trains on (chat with an assistant turn, a preference pair, an
+RFT prompt): the method is known only when a job is created, so whether every line suits it is
+checked in the job's `validating_files` step (`JsonlChecker.check_method`), as OpenAI does; the
+trainer runs the same checks again before training. Each problem raises `InvalidFileError` with
 a `code` and a message that names the line.
 
     >>> check = JsonlChecker()
@@ -14,7 +17,7 @@ a `code` and a message that names the line.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from service.errors import InvalidFileError
@@ -51,36 +54,124 @@ def check_message(message: Any, line: int, index: int, param: str) -> None:
             raise _fail(line, "invalid_weight", f"{where}: weight must be 0 or 1", param)
 
 
-def _check_messages(messages: Any, line: int, param: str, *, need_assistant: bool) -> None:
+def _check_messages(messages: Any, line: int, param: str) -> None:
     if not isinstance(messages, list) or not messages:
         raise _fail(line, "missing_messages", "'messages' must be a non-empty list", param)
     for index, message in enumerate(messages):
         check_message(message, line, index, param)
-    if need_assistant and not any(m.get("role") == "assistant" for m in messages):
-        raise _fail(line, "missing_assistant_message", "the example has no assistant message to learn from", param)
 
 
-def check_example(example: Any, line: int, param: str = "file") -> str:
-    """A supervised (`messages`) or preference (`input` + preferred/non-preferred output) example;
-    returns which: `chat` or `preference`."""
+SHAPES = ("chat", "prompt", "preference")
+"""What a line can teach: `chat` (an assistant turn to learn, supervised), `prompt` (messages
+ending before the assistant's turn, reinforcement), `preference` (a pair, DPO). One `messages`
+line may be both `chat` and `prompt` (an assistant turn, then a last user turn)."""
+
+
+def example_shapes(example: dict[str, Any]) -> frozenset[str]:
+    """The shapes of an already checked example.
+
+    Example:
+        >>> sorted(example_shapes({"messages": [{"role": "user", "content": "q"}]}))
+        ['prompt']
+    """
+    if "messages" not in example:
+        return frozenset({"preference"})
+    roles = [m.get("role") for m in example["messages"]]
+    shapes = set()
+    if "assistant" in roles:
+        shapes.add("chat")
+    if roles[-1] != "assistant":
+        shapes.add("prompt")
+    return frozenset(shapes)
+
+
+def check_example(example: Any, line: int, param: str = "file") -> frozenset[str]:
+    """A chat (`messages`) or preference (`input` + preferred/non-preferred output) example, in any
+    shape some method accepts; returns its shapes (`example_shapes`). Whether the shape suits the
+    job's method is `check_shape`'s question, asked once the method is known."""
     if not isinstance(example, dict):
         raise _fail(line, "invalid_example", "each line must be a JSON object", param)
     if "messages" in example:
-        _check_messages(example["messages"], line, param, need_assistant=True)
-        return "chat"
+        _check_messages(example["messages"], line, param)
+        return example_shapes(example)
     if "input" in example:
         source = example["input"]
         if not isinstance(source, dict):
             raise _fail(line, "invalid_input", "'input' must be an object with 'messages'", param)
-        _check_messages(source.get("messages"), line, param, need_assistant=False)
+        _check_messages(source.get("messages"), line, param)
         for name in ("preferred_output", "non_preferred_output"):
             output = example.get(name, example.get(name.replace("_output", "_completion")))
             if not isinstance(output, list) or not output:
                 raise _fail(line, "missing_preference_output", f"'{name}' must be a non-empty list", param)
             for index, message in enumerate(output):
                 check_message(message, line, index, param)
-        return "preference"
+        return frozenset({"preference"})
     raise _fail(line, "missing_messages", "no 'messages' key (chat format: {\"messages\": [...]})", param)
+
+
+METHOD_SHAPES = {"supervised": "chat", "dpo": "preference", "reinforcement": "prompt"}
+
+
+def check_shape(shapes: frozenset[str], line: int, param: str, method: str) -> None:
+    """Refuse a line whose shape the job's method cannot train on, naming the line."""
+    wanted = METHOD_SHAPES.get(method, "chat")
+    if wanted in shapes:
+        return
+    if wanted == "chat" and "prompt" in shapes:
+        raise _fail(line, "missing_assistant_message", "the example has no assistant message to learn from", param)
+    if wanted == "prompt" and "chat" in shapes:
+        raise _fail(line, "invalid_example_format", "a reinforcement job needs prompts whose last message is not "
+                    "the assistant's: the model writes that turn itself", param)  # fmt: skip
+    expected = {"preference": "preference pairs (input, preferred_output, non_preferred_output)",
+                "chat": "chat", "prompt": "prompt (messages)"}[wanted]  # fmt: skip
+    raise _fail(line, "invalid_example_format", f"a {method} job needs {expected} examples on every line", param)
+
+
+def grader_item_fields(grader: Any) -> list[str]:
+    """The `item.…` paths a grader's templates name (sorted, each once); a python grader's own
+    reads of `item` cannot be known before it runs and are not listed.
+
+    Example:
+        >>> grader_item_fields({"type": "string_check", "input": "{{sample.output_text}}",
+        ...                     "reference": "{{ item.answer }}", "operation": "eq"})
+        ['item.answer']
+    """
+    from service.graders.template import variables
+
+    texts: list[str] = []
+
+    def collect(node: Any) -> None:
+        if not isinstance(node, dict):
+            return
+        for name in ("input", "reference"):
+            value = node.get(name)
+            if isinstance(value, str):
+                texts.append(value)
+            elif isinstance(value, list):  # model graders' messages
+                for message in value:
+                    content = message.get("content") if isinstance(message, dict) else None
+                    parts = content if isinstance(content, list) else [content]
+                    texts.extend(p if isinstance(p, str) else str((p or {}).get("text", "")) for p in parts)
+        graders = node.get("graders")
+        if isinstance(graders, dict):
+            for sub in [graders] if "type" in graders else list(graders.values()):
+                collect(sub)
+
+    collect(grader)
+    return sorted({path for text in texts for path in variables(text) if path.split(".")[0] == "item"})
+
+
+def check_item_fields(example: dict[str, Any], paths: list[str], line: int, param: str) -> None:
+    """Every `item.…` path a grader names exists on this line, else the first missing one fails."""
+    from service.graders.errors import SampleFailure
+    from service.graders.template import lookup
+
+    for path in paths:
+        try:
+            lookup(path, {"item": example})
+        except SampleFailure:
+            raise _fail(line, "missing_grader_field", f"the grader reads `{{{{{path}}}}}`, which this line lacks "
+                        f"(field `{path.removeprefix('item.')}`)", param) from None  # fmt: skip
 
 
 def parse_line(raw: bytes, line: int, param: str = "file") -> Any:
@@ -100,11 +191,13 @@ def parse_line(raw: bytes, line: int, param: str = "file") -> Any:
 class JsonlChecker:
     """Feeds byte chunks, checks each complete line as it arrives; `close()` returns the example count."""
 
-    def __init__(self, param: str = "file") -> None:
+    def __init__(self, param: str = "file", inspect: Callable[[dict[str, Any], int], None] | None = None) -> None:
         self.param = param
         self.examples = 0
-        self.first_line: dict[str, int] = {}
-        """The first line of each kind of example seen (`chat`, `preference`)."""
+        self.first_without: dict[str, tuple[int, frozenset[str]]] = {}
+        """Per shape (`SHAPES`), the first line that lacks it, and that line's own shapes."""
+        self.inspect = inspect
+        """Called with each valid example and its line (a job's own checks, such as a grader's fields)."""
         self._line = 0
         self._pending = bytearray()
 
@@ -131,21 +224,19 @@ class JsonlChecker:
         example = parse_line(raw, self._line, self.param)
         if example is None:
             return
-        kind = check_example(example, self._line, self.param)
-        self.first_line.setdefault(kind, self._line)
+        shapes = check_example(example, self._line, self.param)
+        for shape in SHAPES:
+            if shape not in shapes:
+                self.first_without.setdefault(shape, (self._line, shapes))
+        if self.inspect is not None:
+            self.inspect(example, self._line)
         self.examples += 1
 
-    @property
-    def saw_chat(self) -> bool:
-        return "chat" in self.first_line
-
-    @property
-    def saw_preference(self) -> bool:
-        return "preference" in self.first_line
-
-    def first_mismatch(self, want_preference: bool) -> int:
-        """The first line whose kind is not the one wanted."""
-        return self.first_line["chat" if want_preference else "preference"]
+    def check_method(self, method: str) -> None:
+        """Every line so far suits `method`, or the first that does not fails, naming its line."""
+        found = self.first_without.get(METHOD_SHAPES.get(method, "chat"))
+        if found is not None:
+            check_shape(found[1], found[0], self.param, method)
 
 
 def _checked(chunks: Iterable[bytes]) -> tuple[str, str | None, str | None] | None:

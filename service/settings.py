@@ -241,6 +241,22 @@ class Settings(BaseSettings):
     eval_runs_per_process: int = 4
     """Eval runs one API process executes at the same time (its arq worker's `max_jobs`)."""
 
+    # --- Reinforcement fine-tuning (see README "Reinforcement fine-tuning") ---
+
+    rft_max_sample_tokens: int = 256
+    """Most tokens the trainer samples for one completion of a reinforcement job; a longer one is
+    cut there and graded as it stands."""
+
+    rft_max_job_s: float = 24 * 3600.0
+    """Training time one run of a reinforcement job may take (a resumed run starts its own count);
+    past it the job ends with the adapter trained so far and a `warn` event."""
+
+    rft_grader_concurrency: int = 8
+    """Samples a reinforcement job grades at the same time (python sandboxes, model-grader requests)."""
+
+    rft_sampler: str = "local"
+    """How a reinforcement job samples: `local` (generation in the training process, tested) or
+    `vllm` (vLLM's engine in the worker, on a GPU where vLLM is installed; untested here)."""
 
 @functools.cache
 def get_settings() -> Settings:

@@ -13,6 +13,11 @@ from service.catalog import BaseModel, TrainingDefaults
 
 HYPERPARAMETER_NAMES = ("n_epochs", "batch_size", "learning_rate_multiplier")
 DPO_DEFAULT_BETA = 0.1
+RFT_NAMES = ("compute_multiplier", "eval_interval", "eval_samples", "reasoning_effort")
+"""A reinforcement job's hyperparameters besides the common three (OpenAI's names)."""
+RFT_DEFAULTS = {"compute_multiplier": 1.0, "eval_samples": 4, "reasoning_effort": "default"}
+"""`"auto"` for a reinforcement job: group size 8 (`trainer.rft.group_size`), 4 samples of each
+validation prompt per evaluation; `eval_interval` is one epoch's steps."""
 
 
 def resolve_hyperparameters(
@@ -37,8 +42,15 @@ def resolve_hyperparameters(
         >>> tuned = BaseModel(name="m", source="m", auto=TrainingDefaults(n_epochs=25, min_steps=300))
         >>> resolve_hyperparameters({}, 10, tuned)
         {'n_epochs': 30, 'batch_size': 1, 'learning_rate_multiplier': 1.0}
+        >>> resolve_hyperparameters({"compute_multiplier": "auto", "batch_size": 4}, 20, tuned)["eval_interval"]
+        5
     """
     defaults = (base.auto if base else None) or TrainingDefaults()
+    reinforcement = "compute_multiplier" in requested
+    if reinforcement:
+        # A catalogue's epochs and minimum steps are tuned for learning answers by heart (SFT);
+        # a reinforcement job samples and grades at every step, so it keeps OpenAI's rule for them.
+        defaults = TrainingDefaults(learning_rate_multiplier=defaults.learning_rate_multiplier)
     resolved = dict(requested)
     if resolved.get("batch_size", "auto") == "auto":
         resolved["batch_size"] = defaults.batch_size or max(1, min(256, round(n_examples * 0.002)))
@@ -48,6 +60,13 @@ def resolve_hyperparameters(
         resolved["learning_rate_multiplier"] = defaults.learning_rate_multiplier or 1.0
     if "beta" in resolved and resolved["beta"] == "auto":
         resolved["beta"] = DPO_DEFAULT_BETA
+    if reinforcement:
+        for name, value in RFT_DEFAULTS.items():
+            if resolved.get(name, "auto") == "auto":
+                resolved[name] = value
+        if resolved.get("eval_interval", "auto") == "auto":
+            resolved["eval_interval"] = max(1, math.ceil(n_examples / max(int(resolved["batch_size"]), 1)))
+        return {k: resolved[k] for k in (*HYPERPARAMETER_NAMES, *RFT_NAMES)}
     return {k: resolved[k] for k in (*HYPERPARAMETER_NAMES, *(["beta"] if "beta" in resolved else []))}
 
 

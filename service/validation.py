@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.catalog import Catalog, load_catalog
-from service.datasets import JsonlChecker
+from service.datasets import JsonlChecker, check_item_fields, grader_item_fields
 from service.db.models import File, FineTuningJob
 from service.errors import InvalidFileError
 from service.fine_tuning import MIN_EXAMPLES, method_hyperparameters, states, with_hyperparameters
@@ -32,24 +32,21 @@ RETRY_WITHIN_S = 60.0
 """How long transient database or Redis faults are retried before the reconciler takes over."""
 
 
-def count_examples(storage: ObjectStorage, key: str, *, param: str, method: str) -> int:
-    """Stream the stored file through the checker; every line must suit the job's method."""
-    checker = JsonlChecker(param=param)
-    want_preference = method == "dpo"
+def count_examples(
+    storage: ObjectStorage, key: str, *, param: str, method: str, grader: dict[str, Any] | None = None
+) -> int:
+    """Stream the stored file through the checker; every line must suit the job's method, and for
+    a reinforcement job hold every field its grader's templates name."""
+    fields = grader_item_fields(grader) if grader else []
+    inspect = (lambda example, line: check_item_fields(example, fields, line, param)) if fields else None
+    checker = JsonlChecker(param=param, inspect=inspect)
     try:
         for chunk in storage.read_chunks(key):
             checker.feed(chunk)
         count = checker.close()
     except ObjectNotFound:
         raise InvalidFileError(f"The {param.replace('_', ' ')}'s content is missing.", param=param) from None
-    if want_preference != checker.saw_preference or (checker.saw_chat and checker.saw_preference):
-        expected = "preference pairs (input, preferred_output, non_preferred_output)" if want_preference else "chat"
-        raise InvalidFileError(
-            f"Invalid file format: line {checker.first_mismatch(want_preference)}: "
-            f"a {method} job needs {expected} examples on every line",
-            param=param,
-            code="invalid_example_format",
-        )
+    checker.check_method(method)
     return count
 
 
@@ -91,6 +88,7 @@ async def validate(
         return
     job, files = read
     method = (job.method or {}).get("type", "supervised")
+    grader = ((job.method or {}).get("reinforcement") or {}).get("grader") if method == "reinforcement" else None
     counts: dict[str, int] = {}
     error: dict[str, Any] | None = None
     checked: list[tuple[str, str]] = []
@@ -99,7 +97,8 @@ async def validate(
         try:
             if key is None:
                 raise InvalidFileError(f"The {param.replace('_', ' ')} {file_id} no longer exists.", param=param)
-            counts[param] = await asyncio.to_thread(count_examples, storage, key, param=param, method=method)
+            counts[param] = await asyncio.to_thread(count_examples, storage, key, param=param, method=method,
+                                                     grader=grader)  # fmt: skip
         except InvalidFileError as exc:
             error = {"code": exc.code or f"invalid_{param}", "message": exc.message, "param": param}
             break

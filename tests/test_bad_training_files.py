@@ -1,8 +1,10 @@
 """A corpus of bad training files: each fails with its own code, naming its line, and breaks nothing.
 
 Most are refused at upload (400, nothing stored); the rest pass upload and fail the job in
-`validating_files`. The trainer reads every file again before training and reports the same
-code and line, so a file stored before a rule existed cannot crash a worker either.
+`validating_files`: a line that suits some method (an RFT prompt without an assistant turn) is
+stored, and refused only by a job whose method cannot train on it. The trainer reads every
+file again before training and reports the same code and line, so a file stored before a rule
+existed cannot crash a worker either.
 """
 
 from __future__ import annotations
@@ -47,7 +49,6 @@ REFUSED_AT_UPLOAD = [
     ("content a number", chat({"role": "user", "content": 42}, ASSISTANT), "invalid_content", 1),
     ("weight 2", chat(USER, {**ASSISTANT, "weight": 2}), "invalid_weight", 1),
     ("weight on a user", chat({**USER, "weight": 1}, ASSISTANT), "invalid_weight", 1),
-    ("no assistant", chat_jsonl(5) + chat(USER), "missing_assistant_message", 6),
     ("input not an object", line({"input": "q", "preferred_output": [ASSISTANT]}), "invalid_input", 1),
     ("one preference output", line({"input": {"messages": [USER]}, "preferred_output": [ASSISTANT]}),
      "missing_preference_output", 1),
@@ -71,8 +72,13 @@ def test_refused_at_upload(
     assert server.storage.list_keys("files/") == before
 
 
-@pytest.mark.parametrize(("name", "content", "code", "line_number"), REFUSED_AT_UPLOAD[:-1],
-                         ids=[c[0] for c in REFUSED_AT_UPLOAD[:-1]])  # fmt: skip
+# A line with no assistant turn is an RFT prompt: stored at upload, refused for a supervised job.
+NO_ASSISTANT = ("no assistant", chat_jsonl(5) + chat(USER), "missing_assistant_message", 6)
+CHECKED_BY_THE_TRAINER = [*REFUSED_AT_UPLOAD[:-1], NO_ASSISTANT]
+
+
+@pytest.mark.parametrize(("name", "content", "code", "line_number"), CHECKED_BY_THE_TRAINER,
+                         ids=[c[0] for c in CHECKED_BY_THE_TRAINER])  # fmt: skip
 def test_the_trainer_checks_again(tmp_path, name: str, content: bytes, code: str, line_number: int) -> None:  # type: ignore[no-untyped-def]
     storage = open_storage(tmp_path.as_uri())
     storage.put_stream("bad", [content])
@@ -86,7 +92,10 @@ def test_the_trainer_checks_again(tmp_path, name: str, content: bytes, code: str
 FAILED_AT_VALIDATION = [
     ("too few examples", chat_jsonl(3), "supervised", "invalid_n_examples", None),
     ("preference pairs for a supervised job", chat_jsonl(12) + PREFERENCE, "supervised", "invalid_example_format", 13),
-]
+    (NO_ASSISTANT[0], NO_ASSISTANT[1], "supervised", NO_ASSISTANT[2], NO_ASSISTANT[3]),
+    ("a chat answer for a reinforcement job", chat(USER) * 3 + chat_jsonl(9), "reinforcement", "invalid_example_format",
+     4),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize(("name", "content", "method", "code", "line_number"), FAILED_AT_VALIDATION,
@@ -95,7 +104,11 @@ def test_job_fails_in_validation(
     client: openai.OpenAI, name: str, content: bytes, method: str, code: str, line_number: int | None
 ) -> None:
     training = client.files.create(file=("t.jsonl", content), purpose="fine-tune")
-    job = client.fine_tuning.jobs.create(model="tiny-chat", training_file=training.id, method={"type": method})
+    body: dict = {"type": method}
+    if method == "reinforcement":
+        body["reinforcement"] = {"grader": {"type": "string_check", "name": "g", "input": "{{sample.output_text}}",
+                                            "reference": "yes", "operation": "eq"}}  # fmt: skip
+    job = client.fine_tuning.jobs.create(model="tiny-chat", training_file=training.id, method=body)  # type: ignore[arg-type]
     job = wait_for_job(client, job.id)
     assert job.status == "failed"
     assert job.error is not None

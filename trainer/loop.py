@@ -1,7 +1,9 @@
 """The training loop every method shares: order, steps, schedule, stop requests, exact resume.
 
 A method is an `Objective`: it runs one optimizer step's forward and backward passes over a
-batch of items (SFT examples, DPO pairs) and says what they produced. The loop owns the rest:
+batch of items (SFT examples, DPO pairs, RFT prompts) and says what they produced. An objective
+may also have `begin_step(step)` (told the step number before each step) and `eval_interval`
+(steps between validation scorings, instead of one epoch). The loop owns the rest:
 AdamW with warm-up and linear decay, gradient clipping, an order that depends only on
 `(seed, epoch)`, callbacks between steps, and `save_state` for a pause that resumes exactly.
 """
@@ -143,6 +145,8 @@ def run(
         }
 
     last_metrics: dict[str, float] = {}
+    # Validation scores: each epoch, or every `eval_interval` steps where the objective has one (RFT).
+    evaluate_every = getattr(objective, "eval_interval", None) or steps_per_epoch
     counter = ModelFlops.of(model)
     flops = 0  # model FLOPs since the last metrics report, for MFU
     processed = 0  # tokens through the model since the last metrics report, for tokens/s
@@ -164,6 +168,8 @@ def run(
                 return TrainResult(step, trained_tokens, last_loss, stopped=request, processed_tokens=processed_total)
             mine = [items[i] for i in ranks.shard(batch_ids)]
             normaliser = int(ranks.total(objective.normaliser(mine)))
+            if hasattr(objective, "begin_step"):  # RFT seeds its sampling by the step
+                objective.begin_step(step)
             outcome = objective.step(model, mine, config, normaliser)
             ranks.sum_gradients(params)
             torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
@@ -189,7 +195,7 @@ def run(
                 metrics = {**last_metrics, "tokens_per_second": processed / max(now - since, 1e-9)}
                 if config.peak_flops:
                     metrics["mfu"] = model_flop_utilisation(flops, now - since, config.peak_flops, ranks.world)
-                if validation and (step % steps_per_epoch == 0 or step == total_steps):
+                if validation and (step % evaluate_every == 0 or step == total_steps):
                     metrics |= objective.evaluate(model, validation)
                 callbacks.on_metrics(step, total_steps, metrics)
                 # Scoring and reporting are not training: the next interval starts after them.

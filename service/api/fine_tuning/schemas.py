@@ -30,6 +30,25 @@ class DpoHyperparameters(Hyperparameters):
     """How far the tuned model may move from the reference (higher: more conservative)."""
 
 
+class ReinforcementHyperparameters(Hyperparameters):
+    """OpenAI's `FineTuneReinforcementHyperparameters`; `"auto"` resolves once the files are validated."""
+
+    compute_multiplier: Auto | Annotated[float, Field(gt=0.00001, le=10)] = "auto"
+    """Scales the completions sampled per prompt (the group size: 8 at 1.0, at least 2)."""
+    eval_interval: Auto | Annotated[int, Field(ge=1)] = "auto"
+    """Training steps between scorings of the validation prompts ("auto": one epoch)."""
+    eval_samples: Auto | Annotated[int, Field(ge=1, le=100)] = "auto"
+    """Completions sampled per validation prompt at each scoring ("auto": 4)."""
+    reasoning_effort: Literal["default", "low", "medium", "high"] = "default"
+    """Accepted; a model without reasoning (every catalogue model today) ignores it, with a `warn` event."""
+
+
+class ReinforcementMethod(BaseModel):
+    grader: dict[str, Any]
+    """A grader as `/fine_tuning/alpha/graders/validate` takes it; checked when the job is created."""
+    hyperparameters: ReinforcementHyperparameters | None = None
+
+
 class SupervisedMethod(BaseModel):
     hyperparameters: Hyperparameters | None = None
 
@@ -43,7 +62,7 @@ class Method(BaseModel):
     """The training method."""
     supervised: SupervisedMethod | None = None
     dpo: DpoMethod | None = None
-    reinforcement: dict[str, Any] | None = None
+    reinforcement: ReinforcementMethod | None = None
 
 
 SUFFIX_PATTERN = r"^[A-Za-z0-9._-]+$"
@@ -82,7 +101,7 @@ class CreateJobRequest(BaseModel):
     hyperparameters: Hyperparameters | None = None
     """Deprecated top-level form of `method.supervised.hyperparameters`."""
     method: Method | None = None
-    """`supervised` (default) or `dpo`."""
+    """`supervised` (default), `dpo` or `reinforcement`."""
     integrations: list[Integration] | None = Field(default=None, max_length=5)
     """Stored and returned as given."""
 
@@ -147,7 +166,9 @@ class FineTuningJobObject(BaseModel):
             error=JobError(**row.error) if row.error else None,
             fine_tuned_model=row.fine_tuned_model,
             finished_at=row.finished_at,
-            hyperparameters=JobHyperparameters(**{k: v for k, v in method_hyperparameters(row).items() if k != "beta"}),
+            hyperparameters=JobHyperparameters(
+                **{k: v for k, v in method_hyperparameters(row).items() if k in JobHyperparameters.model_fields}
+            ),
             model=row.model,
             organization_id=row.organization_id,
             result_files=list(row.result_files or []),

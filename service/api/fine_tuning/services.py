@@ -12,26 +12,29 @@ from typing import Any
 from arq.connections import ArqRedis
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.api.fine_tuning.schemas import CreateJobRequest
 from service.api.pagination import Page, cursor_page
 from service.catalog import Catalog
 from service.db.models import File, FineTuningJob, FineTuningJobCheckpoint, FineTuningJobEvent, Organization
 from service.errors import ConflictError, InvalidRequestError, NotFoundError
+from service.evals.sampler import GatewaySampler
 from service.fine_tuning import CANCELLABLE_STATUSES, states
 from service.fine_tuning.retrying import retry_transient
+from service.graders import RUNNABLE, GradingOptions, check_grader
 from service.ids import new_id, now_s
 from service.logging_config import REQUEST_ID
 from service.queue import enqueue_training, enqueue_validation
 from service.rate_limits import check_active_job_limit
+from service.settings import Settings
 
 log = logging.getLogger("ftserve.jobs")
 ENQUEUE_RETRY_S = 2.0
 """How long a request retries Redis before it answers anyway and leaves the job to the reconciler."""
 
-SUPPORTED_METHODS = frozenset({"supervised", "dpo"})
-"""`reinforcement` needs graders this server does not run: a clear 400."""
+SUPPORTED_METHODS = frozenset({"supervised", "dpo", "reinforcement"})
+RFT_AUTO_NAMES = ("compute_multiplier", "eval_interval", "eval_samples")
 
 
 def _method(request: CreateJobRequest) -> dict[str, Any]:
@@ -51,7 +54,23 @@ def _method(request: CreateJobRequest) -> dict[str, Any]:
         )
     body = getattr(request.method, kind)
     given = body.hyperparameters.model_dump() if body and body.hyperparameters else {}
+    if kind == "reinforcement":
+        if body is None:
+            raise InvalidRequestError("A reinforcement job needs `method.reinforcement.grader`.",
+                                      param="method.reinforcement.grader")  # fmt: skip
+        hyperparameters = {**_with_autos(given, dpo=False), **{n: given.get(n, "auto") for n in RFT_AUTO_NAMES},
+                           "reasoning_effort": given.get("reasoning_effort", "default")}  # fmt: skip
+        return {"type": kind, kind: {"grader": body.grader, "hyperparameters": hyperparameters}}
     return {"type": kind, kind: {"hyperparameters": _with_autos(given, dpo=kind == "dpo")}}
+
+
+async def _check_grader(method: dict[str, Any], options: GradingOptions) -> None:
+    """A reinforcement job's grader, checked as `/fine_tuning/alpha/graders/validate` checks it:
+    a mistake is a 400 whose `param` names the field under `method.reinforcement.grader`."""
+    if method["type"] != "reinforcement":
+        return
+    await check_grader(method["reinforcement"]["grader"], options, allowed=RUNNABLE,
+                       param="method.reinforcement.grader")  # fmt: skip
 
 
 def _request_hash(request: CreateJobRequest) -> str:
@@ -86,6 +105,18 @@ class JobService:
     queue: ArqRedis
     max_active_jobs: int = 0
     """Jobs the organisation may have validating, queued or running at once (0: no limit)."""
+    grading: GradingOptions | None = None
+    """How a reinforcement job's grader is checked (the API's, with its model sampler); None: built
+    from the environment's settings, with a sampler that checks the organisation's models."""
+
+    def _grading(self) -> GradingOptions:
+        if self.grading is None:
+            settings = Settings()
+            # Checking a model grader resolves its model only; sampling (which needs HTTP) never runs here.
+            sampler = GatewaySampler(async_sessionmaker(self.session.bind, expire_on_commit=False), settings,
+                                     None, self.organization, param="method.reinforcement.grader.model")  # type: ignore[arg-type]  # fmt: skip
+            self.grading = GradingOptions.from_settings(settings, sampler)
+        return self.grading
 
     async def _training_file(self, file_id: str, param: str) -> File:
         row = await self.session.scalar(
@@ -124,6 +155,7 @@ class JobService:
         if request.suffix is not None and (":" in request.suffix or not request.suffix.strip()):
             raise InvalidRequestError("suffix may not contain ':' or be blank.", param="suffix")
         method = _method(request)
+        await _check_grader(method, self._grading())
         await check_active_job_limit(self.session, self.organization.id, self.max_active_jobs)
         await self._training_file(request.training_file, "training_file")
         if request.validation_file:
