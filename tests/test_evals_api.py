@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import shutil
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +15,8 @@ import openai
 import pytest
 
 from tests.conftest import Server, make_stack
+
+NODE_DIR = Path(__file__).resolve().parent / "node"
 
 
 @pytest.fixture(scope="module", name="evals_server")
@@ -160,3 +165,14 @@ def test_cancel_stops_a_running_run(api: openai.OpenAI) -> None:
     assert len(list(api.evals.runs.output_items.list(run.id, eval_id=eval_id, limit=100))) == stored < 60
     assert api.evals.runs.retrieve(run.id, eval_id=eval_id).status == "canceled"
     assert api.evals.runs.delete(run.id, eval_id=eval_id).deleted is True
+
+
+def test_the_node_sdk_runs_graders_and_an_eval(evals_server: Server) -> None:
+    node = shutil.which("node")
+    assert node, "node is needed for this test"
+    assert (NODE_DIR / "node_modules" / "openai").exists(), "run `npm ci --prefix tests/node` (CI does)"
+    env = {**os.environ, "BASE_URL": evals_server.base_url, "API_KEY": evals_server.key,
+           "OTHER_KEY": evals_server.other_key}  # fmt: skip
+    result = subprocess.run([node, str(NODE_DIR / "evals.mjs")], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "node evals ok" in result.stdout
