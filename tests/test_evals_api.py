@@ -15,6 +15,7 @@ import openai
 import pytest
 
 from tests.conftest import Server, make_stack
+from tests.support import qa_jsonl
 
 NODE_DIR = Path(__file__).resolve().parent / "node"
 
@@ -146,6 +147,10 @@ def test_unsupported_run_sources_are_400s(api: openai.OpenAI) -> None:
                                                                        "item_reference": "item.messages"},
                                                     "source": {"type": "file_content", "content": LINES}})  # fmt: skip
     assert caught.value.body["param"] == "data_source.model"
+    training = api.files.create(file=("train.jsonl", qa_jsonl()), purpose="fine-tune")
+    with pytest.raises(openai.BadRequestError) as caught:
+        api.evals.runs.create(eval_id, data_source={"type": "jsonl", "source": {"type": "file_id", "id": training.id}})
+    assert caught.value.body["param"] == "data_source.source.id" and "evals" in caught.value.body["message"]
 
 
 def test_cancel_stops_a_running_run(api: openai.OpenAI) -> None:

@@ -18,6 +18,7 @@ from service.evals.sampler import GatewaySampler
 from service.graders import GradingOptions
 from service.ids import new_id, now_s
 from service.storage import ObjectStorage
+from service.webhooks import outbox
 
 log = logging.getLogger("ftserve.evals")
 
@@ -96,6 +97,9 @@ class EvalStore:
             file = await self.session.scalar(query)
             if file is None:
                 raise InvalidRequestError(f"No such File object: {inner['id']}", param="data_source.source.id")
+            if file.purpose != "evals":
+                raise InvalidRequestError(f"The file {file.id} has purpose {file.purpose!r}; eval data files are "
+                                          "uploaded with purpose `evals`.", param="data_source.source.id")  # fmt: skip
             count = await asyncio.to_thread(_count_lines, storage, file.storage_key)
         if count > max_items:
             raise InvalidRequestError(
@@ -125,8 +129,10 @@ class EvalStore:
         if row.status not in (*ACTIVE, "canceled"):
             raise ConflictError(f"The run is {row.status}; only queued or running runs can be canceled.",
                                 param="run_id")  # fmt: skip
-        await self.session.execute(update(EvalRun).where(EvalRun.id == row.id, EvalRun.status.in_(ACTIVE))
-                                   .values(status="canceled"))  # fmt: skip
+        won = await self.session.execute(update(EvalRun).where(EvalRun.id == row.id, EvalRun.status.in_(ACTIVE))
+                                         .values(status="canceled"))  # fmt: skip
+        if won.rowcount:  # type: ignore[attr-defined]
+            await outbox.record(self.session, row.organization_id, "eval.run.canceled", row.id)
         await self.session.commit()
         await self.session.refresh(row)
         return row
