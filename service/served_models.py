@@ -4,7 +4,9 @@ A model id is one of:
 - a catalogue base model or alias (`tiny-chat`), served by its base model's inference server;
 - a fine-tuned model (`ft:{base}:{org}:{suffix}:{job}`) of a succeeded, undeleted job of the
   caller's organisation: the job's adapter;
-- a checkpoint (`ft:…:ckpt-step-N`) of one of the organisation's jobs: that epoch's adapter.
+- a checkpoint (`ft:…:ckpt-step-N`) of one of the organisation's jobs: that epoch's adapter;
+- either of the last two, of another organisation that shared it with the caller's through a
+  checkpoint permission (`service.api.checkpoints`); `owned_by` is then the owner's name.
 
 The adapter is named to the inference server by its storage prefix, which the server's LoRA
 resolver downloads (see `inference.resolver`); the client's id never reaches vLLM.
@@ -18,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.catalog import BaseModel, Catalog
-from service.db.models import FineTuningJob, FineTuningJobCheckpoint, Organization
+from service.db.models import CheckpointPermission, FineTuningJob, FineTuningJobCheckpoint, Organization
 from service.fine_tuning.layout import adapter_prefix, saved_adapter_prefix
 
 SYSTEM_OWNER = "system"
@@ -67,10 +69,26 @@ def _base_model(model: BaseModel, name: str) -> ServedModel:
 async def resolve_model(
     session: AsyncSession, catalog: Catalog, organization: Organization, model_id: str
 ) -> ServedModel | None:
-    """The model the organisation may call under `model_id`, or None (unknown, foreign or deleted)."""
+    """The model the organisation may call under `model_id`, or None (unknown, foreign and not
+    shared with it, or deleted)."""
     if not model_id.startswith("ft:"):
         base = catalog.resolve(model_id)
         return _base_model(base, model_id) if base else None
+    own = await owned_model(session, catalog, organization, model_id)
+    if own is not None:
+        return own
+    owner = await session.scalar(
+        select(Organization)
+        .join(CheckpointPermission, CheckpointPermission.organization_id == Organization.id)
+        .where(CheckpointPermission.model_id == model_id, CheckpointPermission.grantee_id == organization.id)
+    )
+    return await owned_model(session, catalog, owner, model_id) if owner is not None else None
+
+
+async def owned_model(
+    session: AsyncSession, catalog: Catalog, organization: Organization, model_id: str
+) -> ServedModel | None:
+    """The organisation's own fine-tuned model or checkpoint called `model_id`, or None."""
     job = await session.scalar(
         select(FineTuningJob).where(
             FineTuningJob.fine_tuned_model == model_id,
@@ -127,4 +145,20 @@ async def list_models(session: AsyncSession, catalog: Catalog, organization: Org
         base = catalog.resolve(job.base_model)
         if base:
             models.append(_checkpoint_model(checkpoint, base, organization))
+    return models + await shared_models(session, catalog, organization)
+
+
+async def shared_models(session: AsyncSession, catalog: Catalog, organization: Organization) -> list[ServedModel]:
+    """Models other organisations shared with this one and still serve, newest grant first."""
+    grants = await session.execute(
+        select(CheckpointPermission.model_id, Organization)
+        .join(Organization, Organization.id == CheckpointPermission.organization_id)
+        .where(CheckpointPermission.grantee_id == organization.id)
+        .order_by(CheckpointPermission.seq.desc())
+    )
+    models = []
+    for model_id, owner in grants.all():
+        served = await owned_model(session, catalog, owner, model_id)
+        if served is not None:
+            models.append(served)
     return models

@@ -1,7 +1,9 @@
 """Direct preference optimisation of a LoRA adapter, with the base model as the reference.
 
 The reference model is the same network with the adapter switched off (`disable_adapter()`),
-so DPO costs no second copy of the weights. For each pair the loss is
+so DPO costs no second copy of the weights. A job that starts from a fine-tuned model has that
+model as its reference instead: its adapter is loaded a second time, frozen, under
+`REFERENCE_ADAPTER`, and the reference pass switches to it. For each pair the loss is
 
     -log sigmoid(beta * ((logp(chosen) - logp_ref(chosen)) - (logp(rejected) - logp_ref(rejected))))
 
@@ -11,6 +13,8 @@ A step's chosen and rejected sequences run packed in one row, without padding, a
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +22,9 @@ import torch
 
 from trainer.data import IGNORE_INDEX, TokenizedExample, tokenize_chat
 from trainer.sft import SFTConfig, StepOutcome, labelled_logits, pack
+
+REFERENCE_ADAPTER = "reference"
+"""Name of the frozen source adapter that serves as the reference policy, when there is one."""
 
 
 @dataclass
@@ -70,20 +77,40 @@ def sequence_logps(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     return (picked * valid).sum(-1)
 
 
+@contextlib.contextmanager
+def reference_policy(model: Any, adapter: str | None) -> Iterator[None]:
+    """The reference model for the block: the base (adapter off), or the frozen `adapter`.
+
+    Switching adapters changes which of them require gradients; the trained one is active again,
+    and trainable, before anything runs backward."""
+    if adapter is None:
+        with model.disable_adapter():
+            yield
+        return
+    trained = model.active_adapter
+    model.set_adapter(adapter)
+    try:
+        yield
+    finally:
+        model.set_adapter(trained)
+
+
 class DPOObjective:
-    """`trainer.loop.Objective` for DPO. `beta` scales how far the adapter may move from the base."""
+    """`trainer.loop.Objective` for DPO. `beta` scales how far the adapter may move from the
+    reference: the base model, or the adapter named `reference_adapter` (frozen) when given."""
 
     reference_passes = 1
 
-    def __init__(self, pad_id: int, beta: float) -> None:
+    def __init__(self, pad_id: int, beta: float, reference_adapter: str | None = None) -> None:
         self.pad_id = pad_id
         self.beta = beta
+        self.reference_adapter = reference_adapter
 
     def margins(self, model: Any, pairs: list[PreferencePair]) -> tuple[torch.Tensor, int, int]:
         """Each pair's reward margin; the labelled and the processed tokens of the pass."""
         sequences = [p.chosen for p in pairs] + [p.rejected for p in pairs]
         policy, labelled_tokens = packed_sequence_logps(model, sequences)
-        with torch.no_grad(), model.disable_adapter():
+        with torch.no_grad(), reference_policy(model, self.reference_adapter):
             reference, _ = packed_sequence_logps(model, sequences)
         n = len(pairs)
         margin = self.beta * ((policy[:n] - reference[:n]) - (policy[n:] - reference[n:]))

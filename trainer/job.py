@@ -7,8 +7,10 @@ its worker), saves epoch checkpoints and the final adapter, and reports through 
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -27,7 +29,7 @@ from service.storage import ObjectStorage, download_tree, upload_tree
 from service.training_defaults import DPO_DEFAULT_BETA
 from trainer.artifacts import results_csv, write_marker
 from trainer.data import tokenize_chat
-from trainer.dpo import DPOObjective, tokenize_preference
+from trainer.dpo import REFERENCE_ADAPTER, DPOObjective, tokenize_preference
 from trainer.loop import run
 from trainer.sft import LoraSettings, SFTConfig, SFTObjective, StopRequest, load_lora_model, training_device
 from trainer.throughput import device_peak_flops
@@ -37,6 +39,8 @@ Control = Literal["cancel", "pause", "requeue", "lost"]
 """Why training must stop: the user cancelled or paused, the worker is shutting down, or another
 worker now holds the job (this one's lease lapsed)."""
 MAX_METRIC_EVENTS = 100
+TRAINED_ADAPTER = "default"
+"""peft's name for the adapter being trained; only it is saved (a DPO reference adapter is not)."""
 
 
 class JobFailure(Exception):
@@ -62,6 +66,11 @@ class JobSpec:
     resume_prefix: str | None = None
     method: str = "supervised"
     """`supervised` or `dpo`."""
+    source_adapter: str | None = None
+    """Storage prefix of the adapter the job starts from (its `model` was an `ft:` id); None: a
+    fresh adapter on the base model."""
+    source_model: str | None = None
+    """The `ft:` model or checkpoint id the client named, for the job's events."""
 
 
 @dataclass
@@ -162,7 +171,7 @@ class _Callbacks:
         prefix = saved_state_prefix(self.spec.storage_prefix, kind, step)
         with tempfile.TemporaryDirectory(prefix="ftserve-ckpt-") as tmp:
             adapter = Path(tmp) / "adapter"
-            self.model.save_pretrained(adapter)
+            self.model.save_pretrained(adapter, selected_adapters=[TRAINED_ADAPTER])
             write_marker(adapter, {**self.info, "step": step})
             upload_tree(self.storage, adapter, prefix + "adapter/", last="ftserve.json")
             state = {**save_state(), "history": self.history}
@@ -186,6 +195,36 @@ class _Callbacks:
     def on_stop(self, request: StopRequest, step: int, save_state: Any) -> None:
         if request == "pause" and step > 0:
             _, self.resume_prefix = self._save("pauses", step, save_state)
+
+
+def download_source(spec: JobSpec, storage: ObjectStorage, local: Path, fingerprint: dict[str, Any]) -> LoraSettings:
+    """Fetch the adapter a job starts from into `local`; its LoRA settings, which the new adapter
+    inherits. A source deleted since the job was created, or trained on another build of the base
+    model, fails the job."""
+    assert spec.source_adapter is not None
+    download_tree(storage, spec.source_adapter, local)
+    if not (local / "adapter_model.safetensors").is_file() or not (local / "adapter_config.json").is_file():
+        raise JobFailure("model_not_available", f"The model {spec.source_model} this job starts from was deleted.",
+                         "model")  # fmt: skip
+    marker = local / "ftserve.json"
+    trained_on = json.loads(marker.read_text()).get("fingerprint") if marker.is_file() else None
+    if trained_on is not None and trained_on != fingerprint:
+        raise JobFailure("model_not_available", f"The model {spec.source_model} was trained on another build of "
+                         f"{spec.base.name} than this trainer has.", "model")  # fmt: skip
+    config = json.loads((local / "adapter_config.json").read_text())
+    return LoraSettings(int(config["r"]), int(config["lora_alpha"]), float(config.get("lora_dropout") or 0.0),
+                        sorted(config["target_modules"]))  # fmt: skip
+
+
+def load_source_weights(model: Any, local: Path) -> None:
+    """Copy a downloaded adapter's weights into `model`'s trained adapter (same LoRA settings)."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    result = set_peft_model_state_dict(model, load_file(local / "adapter_model.safetensors"))
+    if result.unexpected_keys:
+        raise JobFailure("model_not_available", f"The source adapter does not fit the base model: "
+                         f"{result.unexpected_keys[:3]}", "model")  # fmt: skip
 
 
 def run_training(spec: JobSpec, storage: ObjectStorage, settings: Settings, reporter: Reporter) -> Outcome:
@@ -217,6 +256,15 @@ def run_training(spec: JobSpec, storage: ObjectStorage, settings: Settings, repo
         )
     hp = spec.hyperparameters
     lora = LoraSettings(settings.lora_r, settings.lora_alpha, settings.lora_dropout, list(settings.lora_target_modules))
+    fingerprint = base_fingerprint(base_path)
+    source_dir = None
+    if spec.source_adapter:
+        source_dir = Path(tempfile.mkdtemp(prefix="ftserve-source-"))
+        try:
+            lora = download_source(spec, storage, source_dir, fingerprint)
+        except BaseException:
+            shutil.rmtree(source_dir, ignore_errors=True)
+            raise
     config = SFTConfig(
         n_epochs=int(hp["n_epochs"]),
         batch_size=int(hp["batch_size"]),
@@ -228,12 +276,26 @@ def run_training(spec: JobSpec, storage: ObjectStorage, settings: Settings, repo
         peak_flops=settings.trainer_peak_flops or device_peak_flops(training_device()),
     )
     model = load_lora_model(base_path, lora, seed=spec.seed, gradient_checkpointing=config.gradient_checkpointing)
+    reference_adapter = None
+    if source_dir is not None:
+        try:
+            load_source_weights(model, source_dir)
+            if spec.method == "dpo":  # the source, frozen, is the reference policy
+                model.load_adapter(str(source_dir), adapter_name=REFERENCE_ADAPTER, is_trainable=False)
+                reference_adapter = REFERENCE_ADAPTER
+        finally:
+            shutil.rmtree(source_dir, ignore_errors=True)
+    if source_dir is not None and not spec.resume_prefix:
+        reporter.event(f"Fine-tuning from {spec.source_model}: starting from its adapter's weights, with its LoRA "
+                       f"settings (rank {lora.r}, alpha {lora.alpha})"
+                       + (", and as the frozen DPO reference" if reference_adapter else ""))  # fmt: skip
     info = {
         "base_model": spec.base.name,
         "base_source": spec.base.source,
         "fine_tuned_model": spec.fine_tuned_model,
         "job_id": spec.job_id,
-        "fingerprint": base_fingerprint(base_path),
+        "fingerprint": fingerprint,
+        **({"source_model": spec.source_model} if spec.source_model else {}),
     }
     callbacks = _Callbacks(spec, storage, reporter, model, info)
     resume_state = None
@@ -246,7 +308,8 @@ def run_training(spec: JobSpec, storage: ObjectStorage, settings: Settings, repo
         reporter.event(f"Resuming from step {resume_state['step']}")
     objective: Any = SFTObjective(tokenizer.pad_token_id)
     if spec.method == "dpo":
-        objective = DPOObjective(tokenizer.pad_token_id, beta=float(hp.get("beta", DPO_DEFAULT_BETA)))
+        objective = DPOObjective(tokenizer.pad_token_id, beta=float(hp.get("beta", DPO_DEFAULT_BETA)),
+                                 reference_adapter=reference_adapter)  # fmt: skip
     if settings.trainer_devices > 1 and not torch.distributed.is_initialized():
         from trainer.ranks import data_parallel
 
@@ -266,7 +329,7 @@ def run_training(spec: JobSpec, storage: ObjectStorage, settings: Settings, repo
         return Outcome("lost", result.steps, total_steps, result.trained_tokens)
     adapter_prefix = saved_adapter_prefix(spec.storage_prefix)
     with tempfile.TemporaryDirectory(prefix="ftserve-adapter-") as tmp:
-        model.save_pretrained(Path(tmp))
+        model.save_pretrained(Path(tmp), selected_adapters=[TRAINED_ADAPTER])
         write_marker(Path(tmp), {**info, "step": result.steps})
         upload_tree(storage, Path(tmp), adapter_prefix, last="ftserve.json")
     return Outcome(None, result.steps, total_steps, result.trained_tokens, adapter_prefix=adapter_prefix,

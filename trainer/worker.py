@@ -68,6 +68,8 @@ async def _spec(session: AsyncSession, job: FineTuningJob, settings: Settings) -
         storage_prefix=job_prefix(job.organization_id, job.id),
         resume_prefix=job.resume_checkpoint,
         method=(job.method or {}).get("type", "supervised"),
+        source_adapter=job.source_adapter,
+        source_model=job.model if job.source_adapter else None,
     )
 
 

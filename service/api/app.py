@@ -19,6 +19,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service import __version__
+from service.api.checkpoints.controllers import CheckpointPermissionController
 from service.api.deps import (
     add_rate_limit_headers,
     keys_lifespan,
@@ -176,6 +177,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             FileController,
             UploadController,
             FineTuningJobController,
+            CheckpointPermissionController,
             ModelController,
             GraderController,
             EvalController,

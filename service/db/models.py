@@ -137,6 +137,9 @@ class FineTuningJob(Base):
     """When `DELETE /v1/models/{fine_tuned_model}` removed the tuned model (its checkpoints stay)."""
     events_written: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     """How many events the job has had; the transition that writes an event numbers it from this."""
+    source_adapter: Mapped[str | None] = mapped_column(Text, default=None)
+    """Storage prefix of the adapter the job starts from when `model` is a fine-tuned model or a
+    checkpoint (`ft:…`); None when it starts from the bare base model."""
 
 
 class FineTuningJobEvent(Base):
@@ -230,4 +233,22 @@ class EvalRunOutputItem(Base):
     sample: Mapped[dict[str, Any]] = mapped_column(JSON)
     results: Mapped[list[Any]] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class CheckpointPermission(Base):
+    """A fine-tuned model or checkpoint of `organization_id` that `grantee_id` may call and fine-tune
+    from (`/v1/fine_tuning/checkpoints/{model_id}/permissions`)."""
+
+    __tablename__ = "checkpoint_permissions"
+    __table_args__ = (UniqueConstraint("model_id", "grantee_id", name="uq_checkpoint_permissions_model_grantee"),)
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)
+    organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
+    """The granting organisation, which owns the model."""
+    model_id: Mapped[str] = mapped_column(String(512), index=True)
+    """The `ft:` model or checkpoint id shared, as the path named it."""
+    grantee_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
+    """The organisation it is shared with (a `project_id` in OpenAI's API)."""
     created_at: Mapped[int] = mapped_column(BigInteger)

@@ -85,7 +85,8 @@ class Integration(BaseModel):
 
 class CreateJobRequest(BaseModel):
     model: str = Field(min_length=1, max_length=256)
-    """A catalogue base model or one of its aliases."""
+    """A catalogue base model or one of its aliases, or a fine-tuned model or checkpoint (`ft:…`) the
+    organisation may call: the new adapter then starts from that one's weights."""
     training_file: str = Field(min_length=1, max_length=64)
     """Id of a file with purpose `fine-tune`."""
     validation_file: str | None = Field(default=None, max_length=64)

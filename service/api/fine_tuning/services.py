@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.api.fine_tuning.schemas import CreateJobRequest
 from service.api.pagination import Page, cursor_page
-from service.catalog import Catalog
+from service.catalog import BaseModel, Catalog
 from service.db.models import File, FineTuningJob, FineTuningJobCheckpoint, FineTuningJobEvent, Organization
 from service.errors import ConflictError, InvalidRequestError, NotFoundError
 from service.evals.sampler import GatewaySampler
@@ -27,6 +27,7 @@ from service.ids import new_id, now_s
 from service.logging_config import REQUEST_ID
 from service.queue import enqueue_training, enqueue_validation
 from service.rate_limits import check_active_job_limit
+from service.served_models import resolve_model
 from service.settings import Settings
 
 log = logging.getLogger("ftserve.jobs")
@@ -144,14 +145,7 @@ class JobService:
             existing = await self._by_idempotency_key(idempotency_key)
             if existing is not None:
                 return _same_request(existing, fingerprint)
-        base = self.catalog.resolve(request.model)
-        if base is None:
-            raise InvalidRequestError(
-                f"Model {request.model!r} is not available for fine-tuning. "
-                f"Available: {', '.join(self.catalog.names())}.",
-                param="model",
-                code="model_not_available",
-            )
+        base, source_adapter = await self._starting_point(request.model)
         if request.suffix is not None and (":" in request.suffix or not request.suffix.strip()):
             raise InvalidRequestError("suffix may not contain ':' or be blank.", param="suffix")
         method = _method(request)
@@ -166,6 +160,7 @@ class JobService:
             organization_id=self.organization.id,
             model=request.model,
             base_model=base.name,
+            source_adapter=source_adapter,
             training_file=request.training_file,
             validation_file=request.validation_file,
             suffix=request.suffix,
@@ -196,6 +191,21 @@ class JobService:
         except Exception as exc:
             log.warning("job %s created but not enqueued (%s); the reconciler will enqueue it", job_id, exc)
         return row
+
+    async def _starting_point(self, model: str) -> tuple[BaseModel, str | None]:
+        """The base model a job on `model` trains, and the adapter it starts from: None for a
+        catalogue model; for a fine-tuned model or checkpoint the organisation may call (its own,
+        or one shared with it), that adapter's storage prefix. Anything else, a deleted or a
+        foreign model included, answers the same 400, so that no one learns what exists."""
+        served = await resolve_model(self.session, self.catalog, self.organization, model)
+        if served is None or (model.startswith("ft:") and served.adapter is None):
+            raise InvalidRequestError(
+                f"Model {model!r} is not available for fine-tuning. Available: {', '.join(self.catalog.names())}, "
+                "or a fine-tuned model or checkpoint of your organization.",
+                param="model",
+                code="model_not_available",
+            )
+        return served.base, served.adapter
 
     async def _by_idempotency_key(self, key: str) -> FineTuningJob | None:
         return await self.session.scalar(

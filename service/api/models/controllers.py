@@ -10,18 +10,25 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.api.checkpoints.controllers import announce_access_change
+from service.api.checkpoints.services import TOPIC
 from service.api.models.schemas import ModelDeleted, ModelList, ModelObject
 from service.api.openapi_docs import ERROR_RESPONSES
 from service.catalog import load_catalog
 from service.db.models import Organization
 from service.errors import InvalidRequestError, NotFoundError
 from service.fine_tuning import states
+from service.invalidation import invalidations
+from service.keys import PermissionDeniedError
 from service.served_models import ServedModel, list_models, resolve_model
 from service.ttl_cache import TtlCache
 
 SERVED = TtlCache[tuple[str, str], ServedModel](ttl_s=2)
 """(organisation, model id) → where it is served: most completion requests skip the lookup.
-A deletion here takes effect at once; one made in another API replica, within this TTL."""
+A deletion or a revoked checkpoint permission drops the model's entries in every API process at
+once (`model_access` on the invalidation channel); read with `invalidations.max_age_s`, so that
+without a live subscription an entry lasts a second at most. Misses are never cached."""
+invalidations.on(TOPIC, lambda model: SERVED.discard_where(lambda key, _: model in (None, key[1])))
 
 
 def model_not_found(model: str) -> NotFoundError:
@@ -31,7 +38,7 @@ def model_not_found(model: str) -> NotFoundError:
 
 
 async def find_model(session: AsyncSession, state: State, organization: Organization, model: str) -> ServedModel:
-    served = SERVED.get((organization.id, model))
+    served = SERVED.get((organization.id, model), max_age_s=invalidations.max_age_s(SERVED.ttl_s))
     if served is not None:
         return served
     served = await resolve_model(session, load_catalog(state.settings), organization, model)
@@ -73,6 +80,12 @@ class ModelController(Controller):
     ) -> ModelDeleted:
         """The tuned model stops being served at once; its adapter's bytes go after the row."""
         served = await find_model(db_session, state, organization, model)
+        if served.owned_by != organization.name and served.adapter is not None:
+            raise PermissionDeniedError(
+                f"`{model}` is shared with organization {organization.name} by {served.owned_by}; only its owner "
+                "may delete it.",
+                code="insufficient_permissions",
+            )
         if served.adapter is None or served.job_id is None or ":ckpt-step-" in served.id:
             raise InvalidRequestError(
                 f"Only fine-tuned models can be deleted; `{model}` is not one.",
@@ -80,6 +93,6 @@ class ModelController(Controller):
                 code="model_not_deletable",
             )
         await states.mark_model_deleted(db_session, served.job_id)
-        SERVED.discard((organization.id, model))
+        await announce_access_change(state, model)  # organisations it was shared with lose it too
         await asyncio.to_thread(state.storage.delete_prefix, served.adapter)
         return ModelDeleted(id=model, object="model", deleted=True)

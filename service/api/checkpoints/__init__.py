@@ -1,0 +1,1 @@
+"""Checkpoint permissions: `/v1/fine_tuning/checkpoints/{checkpoint}/permissions`."""
