@@ -12,6 +12,7 @@ from litestar.response import Stream
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.api.inference.proxy import forward, unavailable
+from service.api.inference.schemas import ChatCompletion, Completion, answer
 from service.api.models.controllers import find_model
 from service.api.openapi_docs import ERROR_RESPONSES
 from service.db.models import Organization
@@ -39,7 +40,8 @@ async def _complete(
 class CompletionController(Controller):
     tags = ["Inference"]
 
-    @post("/v1/chat/completions", responses=ERROR_RESPONSES, operation_id="createChatCompletion",
+    @post("/v1/chat/completions", responses={200: answer(ChatCompletion, "completion"), **ERROR_RESPONSES},
+          operation_id="createChatCompletion",
           summary="Create a chat completion", status_code=200)  # fmt: skip
     async def chat_completions(
         self,
@@ -52,7 +54,8 @@ class CompletionController(Controller):
         _require(data, "messages", list)
         return await _complete("/v1/chat/completions", data, db_session, organization, state)
 
-    @post("/v1/completions", responses=ERROR_RESPONSES, operation_id="createCompletion",
+    @post("/v1/completions", responses={200: answer(Completion, "completion"), **ERROR_RESPONSES},
+          operation_id="createCompletion",
           summary="Create a completion", status_code=200)  # fmt: skip
     async def completions(
         self,
