@@ -4,6 +4,9 @@
 ARG BASE_IMAGE=python:3.11.13-slim-bookworm
 FROM ${BASE_IMAGE}
 WORKDIR /src
+# bubblewrap: the sandbox of python graders; wordnet-base: the data of the METEOR metric.
+RUN apt-get update && apt-get install -y --no-install-recommends bubblewrap wordnet-base \
+    && rm -rf /var/lib/apt/lists/*
 # Dependencies first, from pyproject.toml alone (empty packages stand in for the source), so a
 # code change reuses this layer instead of reinstalling every dependency.
 COPY pyproject.toml README.md /src/
