@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from service.settings import Settings
+from service.webhooks.commands import add_commands as add_webhook_commands
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -315,6 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--max-seq-len", type=int, default=4096, help="training truncation length (default 4096)")
     add.add_argument("--tool-call-parser", help="vLLM tool-call parser for the model (hermes, llama3_json, …)")
     add.set_defaults(func=cmd_models_add)
+
+    add_webhook_commands(sub, with_data_dir, lambda args, work: _with_database(_settings(args), work))
 
     openapi = sub.add_parser("openapi", help="print the service's OpenAPI document")
     openapi.add_argument("-o", "--output", help="write to this file instead of stdout")

@@ -258,6 +258,35 @@ class Settings(BaseSettings):
     """How a reinforcement job samples: `local` (generation in the training process, tested) or
     `vllm` (vLLM's engine in the worker, on a GPU where vLLM is installed; untested here)."""
 
+    # --- Live events, webhooks and metrics (see README "Live events", "Webhooks", "Metrics") ---
+
+    event_streams_per_organization: int = 20
+    """Event streams (`…/events?stream=true`) one organisation may hold open at once, per API
+    process; one more is answered 429."""
+
+    event_stream_poll_s: float = 0.5
+    """How often an event stream looks for new events (a short query; no connection is held between)."""
+
+    event_stream_heartbeat_s: float = 15.0
+    """Seconds of silence after which an event stream sends a comment, so that proxies keep it open."""
+
+    webhook_allow_private: bool = False
+    """Allow webhook targets on loopback, private, link-local and other non-public addresses
+    (`FTSERVE_WEBHOOK_ALLOW_PRIVATE=1`); refused otherwise, checked after DNS resolution."""
+
+    webhook_poll_s: float = 1.0
+    """How often each API process's sender looks for deliveries that are due."""
+
+    webhook_timeout_s: float = 10.0
+    """Time limit of one delivery attempt (connect, send and the answer's head)."""
+
+    webhook_retry_base_s: float = 5.0
+    """Wait after the first failed attempt; it doubles with each further one (up to an hour)."""
+
+    webhook_retry_for_s: float = 72 * 3600.0
+    """How long a delivery is retried after its event before it is given up as `failed`."""
+
+
 @functools.cache
 def get_settings() -> Settings:
     """The process's settings, read once from the environment."""

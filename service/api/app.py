@@ -38,9 +38,11 @@ from service.api.graders.controllers import GraderController
 from service.api.health import health, queue_depth, ready
 from service.api.inference.controllers import CompletionController
 from service.api.middleware.edge import EdgeMiddleware
+from service.api.middleware.metrics import MetricsMiddleware
 from service.api.models.controllers import ModelController
 from service.api.uploads.controllers import UploadController
 from service.api.uploads.services import UploadService
+from service.api.webhooks.controllers import WebhookController
 from service.background import keep_running
 from service.catalog import load_catalog
 from service.db import create_engine, create_sessionmaker
@@ -53,6 +55,7 @@ from service.settings import Settings, get_settings
 from service.storage import ObjectStorage, configured_storage
 from service.sweeper import sweep_forever
 from service.validation import validate_job
+from service.webhooks.sender import send_forever
 
 log = logging.getLogger("ftserve.api")
 
@@ -148,6 +151,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             asyncio.create_task(keep_running("the validation queue consumer", run_validator)),
             asyncio.create_task(keep_running("the eval queue consumer", run_evals)),
             asyncio.create_task(recover_forever(sessionmaker, queue, max(settings.reconcile_interval_s, 1.0))),
+            asyncio.create_task(keep_running("the webhook sender", lambda: send_forever(sessionmaker, settings))),
         ]
         try:
             yield
@@ -182,6 +186,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             GraderController,
             EvalController,
             CompletionController,
+            WebhookController,
             health,
             ready,
             queue_depth,
@@ -203,5 +208,5 @@ def create_app(settings: Settings | None = None) -> Litestar:
     )
     # Outside Litestar's routing and body decoding, so that it sees every request (unknown routes
     # included) and can refuse one before a body byte is read; it wraps the exception layer.
-    app.asgi_handler = EdgeMiddleware(app.asgi_handler, settings)
+    app.asgi_handler = MetricsMiddleware(EdgeMiddleware(app.asgi_handler, settings))
     return app

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -252,3 +252,66 @@ class CheckpointPermission(Base):
     grantee_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
     """The organisation it is shared with (a `project_id` in OpenAI's API)."""
     created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class WebhookEndpoint(Base):
+    """Where an organisation's webhooks go (`ftserve webhooks add`), with the secret that signs them."""
+
+    __tablename__ = "webhook_endpoints"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)
+    organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
+    url: Mapped[str] = mapped_column(Text)
+    secret: Mapped[str] = mapped_column(String(128))
+    """`whsec_<base64>`: the key of the Standard Webhooks signature, shown once when added."""
+    event_types: Mapped[list[str] | None] = mapped_column(JSON, default=None)
+    """The event types sent there; None for all of them."""
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class WebhookDelivery(Base):
+    """One event for one endpoint (the outbox): written in the transaction of the state change it
+    reports, then sent, and retried, by the API processes' sender until delivered or given up."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),)
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)
+    """The `webhook-id` header: the same for every attempt, so receivers can deduplicate."""
+    event_id: Mapped[str] = mapped_column(String(64), index=True)
+    endpoint_id: Mapped[str] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), index=True)
+    organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
+    event_type: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[str] = mapped_column(Text)
+    """The body, exactly as signed and sent on every attempt."""
+    status: Mapped[str] = mapped_column(String(16))
+    """`pending`, `delivered` or `failed` (given up, or a refused target)."""
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[float] = mapped_column(Float)
+    claimed_until: Mapped[float | None] = mapped_column(Float, default=None)
+    """A sender's claim on the row while it sends (unix seconds); others skip it until then."""
+    last_status_code: Mapped[int | None] = mapped_column(Integer, default=None)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    delivered_at: Mapped[int | None] = mapped_column(BigInteger, default=None)
+
+
+class UsageRecord(Base):
+    """Tokens the gateway served for one organisation and model in one minute, as one API process
+    counted them between two flushes; the usage endpoint adds the rows of a bucket together."""
+
+    __tablename__ = "usage_records"
+    __table_args__ = (Index("ix_usage_records_org_minute", "organization_id", "minute"),)
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    model: Mapped[str] = mapped_column(String(512))
+    """The model id as the client named it."""
+    minute: Mapped[int] = mapped_column(BigInteger)
+    """Start of the minute (unix seconds) the answers ended in."""
+    requests: Mapped[int] = mapped_column(Integer)
+    input_tokens: Mapped[int] = mapped_column(BigInteger)
+    output_tokens: Mapped[int] = mapped_column(BigInteger)
+    input_cached_tokens: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -33,6 +33,7 @@ from service.graders.template import lookup
 from service.ids import new_id, now_s
 from service.settings import Settings
 from service.storage import ObjectStorage
+from service.webhooks import outbox
 
 log = logging.getLogger("ftserve.evals")
 
@@ -229,8 +230,12 @@ async def _finish(sessionmaker: async_sessionmaker[AsyncSession], run_id: str, s
     async with sessionmaker() as session:
         rows = list(await session.scalars(select(EvalRunOutputItem).where(EvalRunOutputItem.run_id == run_id)))
         values = summarize(rows)
-        await session.execute(update(EvalRun).where(EvalRun.id == run_id, EvalRun.status.in_(ACTIVE))
-                              .values(status=status, error=error, **values))  # fmt: skip
+        won = await session.execute(update(EvalRun).where(EvalRun.id == run_id, EvalRun.status.in_(ACTIVE))
+                                    .values(status=status, error=error, **values))  # fmt: skip
+        if won.rowcount:  # type: ignore[attr-defined]
+            organization_id = await session.scalar(select(EvalRun.organization_id).where(EvalRun.id == run_id))
+            kind = "eval.run.succeeded" if status == "completed" else f"eval.run.{status}"
+            await outbox.record(session, organization_id or "", kind, run_id)
         await session.commit()
 
 

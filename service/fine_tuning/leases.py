@@ -16,6 +16,7 @@ from service.db.models import File, FineTuningJob, FineTuningJobCheckpoint, Fine
 from service.fine_tuning.clock import db_now
 from service.fine_tuning.events import guarded_update, job_event
 from service.ids import now_s
+from service.webhooks import outbox
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,7 @@ async def succeed(
     )  # fmt: skip
     if won:
         session.add(result_file)
+        await outbox.record_job(session, "fine_tuning.job.succeeded", lease.job_id)
     await session.commit()
     return won
 
@@ -140,6 +142,8 @@ async def fail(session: AsyncSession, lease: Lease, error: dict[str, Any]) -> bo
         status="failed", finished_at=now_s(), error=error, worker_id=None, lease_expires_at=None,
         estimated_finish=None,
     )  # fmt: skip
+    if won:
+        await outbox.record_job(session, "fine_tuning.job.failed", lease.job_id)
     await session.commit()
     return won
 

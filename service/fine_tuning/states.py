@@ -15,6 +15,7 @@ from service.fine_tuning import CANCELLABLE_STATUSES
 from service.fine_tuning.clock import db_now
 from service.fine_tuning.events import guarded_update, job_event
 from service.ids import now_s
+from service.webhooks import outbox
 
 
 def _validating(job_id: str, checked: list[tuple[str, str]]) -> list[Any]:
@@ -52,6 +53,8 @@ async def validation_failed(
         session, (FineTuningJob.id == job_id) & (FineTuningJob.status == "validating_files"), events=events,
         status="failed", error=error, finished_at=now_s(),
     )  # fmt: skip
+    if won:
+        await outbox.record_job(session, "fine_tuning.job.failed", job_id)
     await session.commit()
     return won
 
@@ -66,6 +69,8 @@ async def cancel(session: AsyncSession, job_id: str, organization_id: str) -> bo
         session, _owned(job_id, organization_id) & FineTuningJob.status.in_(CANCELLABLE_STATUSES),
         events=[job_event(job_id, "Job cancelled")], status="cancelled", finished_at=now_s(), estimated_finish=None,
     )  # fmt: skip
+    if won:
+        await outbox.record(session, organization_id, "fine_tuning.job.cancelled", job_id)
     await session.commit()
     return won
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from litestar import Controller, Request, get, post
+from litestar.background_tasks import BackgroundTask
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
 
@@ -18,6 +19,8 @@ from service.api.fine_tuning.schemas import (
     FineTuningJobObject,
 )
 from service.api.fine_tuning.services import JobService
+from service.api.fine_tuning.stream import EventStream, job_events, take_slot
+from service.api.fine_tuning.stream import last_event_id as last_event_id_number
 from service.api.openapi_docs import ERROR_RESPONSES
 from service.errors import InvalidRequestError
 
@@ -35,6 +38,27 @@ def metadata_filter(request: Request[Any, Any, Any]) -> dict[str, str] | None:
         if name.startswith("metadata[") and name.endswith("]"):
             pairs[name[len("metadata[") : -1]] = value
     return pairs or None
+
+
+STREAM_DOC = (
+    "Stream the job's events as server-sent events, oldest first, until the job is final (an addition "
+    "to OpenAI's API). Each event's `id` is its number in the job; a client that reconnects with "
+    "`Last-Event-ID` resumes after it. `limit` and `after` do not apply."
+)
+
+
+async def _event_stream(
+    request: Request[Any, Any, Any], job_service: JobService, job_id: str, last_event_id: str | None
+) -> EventStream:
+    """The SSE form of the events list (see `service.api.fine_tuning.stream`)."""
+    after = last_event_id_number(last_event_id)
+    await job_service.get(job_id)  # 404 for another organisation's job
+    await job_service.session.close()  # the stream polls with sessions of its own
+    state = request.app.state
+    give_back = take_slot(job_service.organization.id, state.settings.event_streams_per_organization)
+    frames = job_events(state.sessionmaker, state.settings, job_id, after, give_back)
+    headers = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+    return EventStream(frames, headers=headers, background=BackgroundTask(give_back))
 
 
 class FineTuningJobController(Controller):
@@ -96,11 +120,18 @@ class FineTuningJobController(Controller):
          summary="List a job's events, newest first")  # fmt: skip
     async def list_events(
         self,
+        request: Request[Any, Any, Any],
         fine_tuning_job_id: FromPath[str],
         job_service: NamedDependency[JobService],
         limit: Annotated[int, QueryParameter(ge=1, le=10000)] = 20,
         after: FromQuery[str | None] = None,
+        stream: Annotated[bool, QueryParameter(description=STREAM_DOC)] = False,
+        last_event_id: Annotated[
+            str | None, HeaderParameter(name="Last-Event-ID", required=False, max_length=32)
+        ] = None,
     ) -> FineTuningJobEventList:
+        if stream:
+            return await _event_stream(request, job_service, fine_tuning_job_id, last_event_id)  # type: ignore[return-value]
         page = await job_service.events(fine_tuning_job_id, limit=limit, after=after)
         return FineTuningJobEventList(
             object="list", data=[FineTuningJobEventObject.from_row(e) for e in page.items], has_more=page.has_more

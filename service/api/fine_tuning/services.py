@@ -288,3 +288,18 @@ class JobService:
         await self.get(job_id)
         query = select(FineTuningJobCheckpoint).where(FineTuningJobCheckpoint.job_id == job_id)
         return await cursor_page(self.session, query, FineTuningJobCheckpoint, limit=limit, after=after)
+
+
+async def events_since(
+    session: AsyncSession, job_id: str, after_seq: int, limit: int
+) -> tuple[str | None, list[FineTuningJobEvent]]:
+    """The job's status (None if gone), then up to `limit` of its events numbered after `after_seq`,
+    in order. The status is read first: once it is final, the events read after it include the last."""
+    status = await session.scalar(select(FineTuningJob.status).where(FineTuningJob.id == job_id))
+    query = (
+        select(FineTuningJobEvent)
+        .where(FineTuningJobEvent.job_id == job_id, FineTuningJobEvent.job_seq > after_seq)
+        .order_by(FineTuningJobEvent.job_seq)
+        .limit(limit)
+    )
+    return status, list(await session.scalars(query))
