@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service import __version__
 from service.api.checkpoints.controllers import CheckpointPermissionController
+from service.api.dashboard.controllers import DASHBOARD_ROUTES
 from service.api.deps import (
     add_rate_limit_headers,
     keys_lifespan,
@@ -42,6 +43,7 @@ from service.api.middleware.metrics import MetricsMiddleware
 from service.api.models.controllers import ModelController
 from service.api.uploads.controllers import UploadController
 from service.api.uploads.services import UploadService
+from service.api.usage.controllers import UsageController
 from service.api.webhooks.controllers import WebhookController
 from service.background import keep_running
 from service.catalog import load_catalog
@@ -54,6 +56,7 @@ from service.reconciler import reconcile_forever
 from service.settings import Settings, get_settings
 from service.storage import ObjectStorage, configured_storage
 from service.sweeper import sweep_forever
+from service.usage import METER
 from service.validation import validate_job
 from service.webhooks.sender import send_forever
 
@@ -152,6 +155,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             asyncio.create_task(keep_running("the eval queue consumer", run_evals)),
             asyncio.create_task(recover_forever(sessionmaker, queue, max(settings.reconcile_interval_s, 1.0))),
             asyncio.create_task(keep_running("the webhook sender", lambda: send_forever(sessionmaker, settings))),
+            asyncio.create_task(METER.flush_forever(sessionmaker)),  # tokens the gateway counted
         ]
         try:
             yield
@@ -164,6 +168,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             for validator in validators:
                 with contextlib.suppress(Exception):
                     await validator.close()
+            with contextlib.suppress(Exception):
+                await METER.flush(sessionmaker)  # what was counted since the last flush
             app.state.jsonl_checks.close()
             await app.state.http.aclose()
             await engine.dispose()
@@ -187,6 +193,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             EvalController,
             CompletionController,
             WebhookController,
+            UsageController,
+            *DASHBOARD_ROUTES,
             health,
             ready,
             queue_depth,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from litestar import Controller, Request, get, post
 from litestar.background_tasks import BackgroundTask
@@ -25,6 +25,7 @@ from service.api.openapi_docs import ERROR_RESPONSES
 from service.errors import InvalidRequestError
 
 NO_METADATA: dict[str, str] = {}
+JobStatus = Literal["validating_files", "queued", "running", "paused", "succeeded", "failed", "cancelled"]
 
 
 def metadata_filter(request: Request[Any, Any, Any]) -> dict[str, str] | None:
@@ -82,8 +83,17 @@ class FineTuningJobController(Controller):
         job_service: NamedDependency[JobService],
         limit: Annotated[int, QueryParameter(ge=1, le=10000)] = 20,
         after: FromQuery[str | None] = None,
+        status: Annotated[
+            JobStatus | None, QueryParameter(description="Only jobs in this status (an addition to OpenAI's API).")
+        ] = None,
+        model: Annotated[
+            str | None,
+            QueryParameter(description="Only jobs of this model, as asked or resolved (an addition).", max_length=512),
+        ] = None,
     ) -> FineTuningJobList:
-        page = await job_service.list(limit=limit, after=after, metadata=metadata_filter(request))
+        page = await job_service.list(
+            limit=limit, after=after, metadata=metadata_filter(request), status=status, model=model
+        )
         return FineTuningJobList(
             object="list", data=[FineTuningJobObject.from_row(j) for j in page.items], has_more=page.has_more
         )

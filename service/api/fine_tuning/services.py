@@ -224,8 +224,20 @@ class JobService:
             raise NotFoundError.for_object("FineTuningJob", job_id, param="fine_tuning_job_id")
         return row
 
-    async def list(self, *, limit: int, after: str | None, metadata: dict[str, str] | None) -> Page[FineTuningJob]:
+    async def list(
+        self,
+        *,
+        limit: int,
+        after: str | None,
+        metadata: dict[str, str] | None,
+        status: str | None = None,
+        model: str | None = None,
+    ) -> Page[FineTuningJob]:
         query = select(FineTuningJob).where(FineTuningJob.organization_id == self.organization.id)
+        if status is not None:
+            query = query.where(FineTuningJob.status == status)
+        if model is not None:  # the name the job asked for, or the base model it resolved to
+            query = query.where((FineTuningJob.model == model) | (FineTuningJob.base_model == model))
         if metadata is None:
             return await cursor_page(self.session, query, FineTuningJob, limit=limit, after=after)
         page = await cursor_page(self.session, query, FineTuningJob, limit=2**31, after=after)

@@ -36,6 +36,7 @@ from service.errors import FtserveError, InvalidRequestError, PayloadTooLargeErr
 from service.ids import random_token
 from service.logging_config import REQUEST_ID
 from service.settings import Settings
+from service.usage import CALLER_ORGANIZATION_ID
 
 access_log = logging.getLogger("ftserve.access")
 log = logging.getLogger("ftserve.api")
@@ -186,6 +187,7 @@ class EdgeMiddleware:
         path: str = scope["path"]
         if path.startswith("/v1/") and (has_body or b"authorization" in headers):
             exchange.organization = await self._authenticate(scope)
+            CALLER_ORGANIZATION_ID.set(exchange.organization.id)  # whom the gateway counts tokens for
         limit, streamed = body_limit(self.settings, path)
         if length is not None and length > limit:
             raise too_large(limit)

@@ -1,0 +1,1 @@
+"""`/v1/organization/usage/completions`: tokens the gateway served."""
