@@ -25,6 +25,7 @@ from service.fine_tuning.events import job_event
 from service.fine_tuning.leases import Lease
 from service.fine_tuning.retrying import in_session, is_transient
 from service.ids import new_id, now_s
+from service.metrics import trainer as worker_metrics
 from service.storage import ObjectStorage
 from trainer.job import Control
 
@@ -95,6 +96,7 @@ async def heartbeat(sessionmaker: async_sessionmaker[AsyncSession], held: HeldJo
             log.warning("job %s: lease lost; training stops at the next step", held.lease.job_id)
             return
         held.deadline = started + held.lease.lease_s - LEASE_MARGIN_S
+        worker_metrics.LAST_HEARTBEAT.set_to_current_time()
         if status == "cancelled":
             held.stop_for("cancel")
         elif status != "running":  # paused, or paused and resumed before this worker saw it
@@ -106,6 +108,24 @@ async def heartbeat(sessionmaker: async_sessionmaker[AsyncSession], held: HeldJo
             continue
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(held.shutting_down.wait(), timeout=interval_s)
+
+
+_last_step: tuple[int, float] | None = None
+"""The step last reported and when (monotonic), for the step rate."""
+
+
+def observe_progress(step: int, metrics: dict[str, float]) -> None:
+    """Set the worker's training gauges (`/metrics` on its health port) from a progress report."""
+    global _last_step
+    now = time.monotonic()
+    if _last_step is not None and step > _last_step[0] and now > _last_step[1]:
+        worker_metrics.STEP_RATE.set((step - _last_step[0]) / (now - _last_step[1]))
+        worker_metrics.STEPS.inc(step - _last_step[0])
+    _last_step = (step, now)
+    if "tokens_per_second" in metrics:
+        worker_metrics.TOKENS_PER_SECOND.set(metrics["tokens_per_second"])
+    if "mfu" in metrics:
+        worker_metrics.MFU.set(metrics["mfu"])
 
 
 class DatabaseReporter:
@@ -136,6 +156,7 @@ class DatabaseReporter:
         self._write(leases.report, [event])
 
     def progress(self, step: int, total_steps: int, metrics: dict[str, float], estimated_finish: int) -> None:
+        observe_progress(step, metrics)
         data = {"step": step, "total_steps": total_steps, **metrics}
         message = f"Step {step}/{total_steps}: {_fmt(metrics)}"
         event = job_event(self.held.lease.job_id, message, type="metrics", data=data, step=step)

@@ -21,6 +21,7 @@ import sys
 from typing import Any
 
 from arq.worker import Worker, func
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -33,6 +34,7 @@ from service.fine_tuning.leases import Lease
 from service.fine_tuning.retrying import in_session, is_transient
 from service.ids import new_file_id, now_s, random_token
 from service.logging_config import REQUEST_ID, configure_logging
+from service.metrics import trainer as worker_metrics
 from service.queue import TRAIN_FUNCTION, TRAIN_QUEUE, redis_settings
 from service.settings import Settings
 from service.storage import ObjectStorage, configured_storage
@@ -186,13 +188,21 @@ def build_worker(settings: Settings) -> Worker:
 
 
 async def _health(worker: Worker, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """`GET /health` on the worker's health port: 200 while the event loop turns.
+    """`GET /health` on the worker's health port: 200 while the event loop turns; `GET /metrics`:
+    the worker's Prometheus series (step rate, tokens per second, MFU, last heartbeat).
 
     Liveness only: a database outage is not cured by restarting trainers, and a worker rides out
     a short one (see `trainer.reporting`)."""
     try:
-        await asyncio.wait_for(reader.readline(), timeout=5)
+        request_line = await asyncio.wait_for(reader.readline(), timeout=5)
         ctx = worker.ctx
+        if request_line.split(b" ")[1:2] == [b"/metrics"]:
+            worker_metrics.TRAINING.set(0 if ctx["idle"].is_set() else 1)
+            metrics = generate_latest()
+            writer.write(f"HTTP/1.1 200 OK\r\ncontent-type: {CONTENT_TYPE_LATEST}\r\n"
+                         f"content-length: {len(metrics)}\r\nconnection: close\r\n\r\n".encode() + metrics)  # fmt: skip
+            await writer.drain()
+            return
         status, body = 200, {"status": "ok", "busy": not ctx["idle"].is_set()}
         if ctx["shutting_down"].is_set():
             status, body = 503, {"status": "shutting_down"}
