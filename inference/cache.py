@@ -19,9 +19,11 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from service.metrics import inference as metrics
 from service.storage import ObjectStorage, download_tree
 
 MARKER = "ftserve.json"
@@ -87,8 +89,11 @@ class AdapterCache:
         with self._locked(target.name):
             if (target / MARKER).exists():
                 os.utime(target)  # most recently used
+                metrics.CACHE_LOOKUPS.labels(result="hit").inc()
                 yield target
                 return
+            metrics.CACHE_LOOKUPS.labels(result="miss").inc()
+            started = time.perf_counter()
             staging = Path(tempfile.mkdtemp(prefix=".fetch-", dir=self.root))
             try:
                 keys = self.storage.list_keys(prefix)
@@ -100,6 +105,7 @@ class AdapterCache:
                     shutil.rmtree(target)
                 os.replace(staging, target)
                 self.downloads += 1
+                metrics.FETCH_SECONDS.observe(time.perf_counter() - started)
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
             yield target
@@ -119,4 +125,6 @@ class AdapterCache:
                 shutil.rmtree(path, ignore_errors=True)
             total -= found[path][1]
             removed.append(path)
+        metrics.CACHE_BYTES.set(total)
+        metrics.CACHE_EVICTIONS.inc(len(removed))
         return removed
