@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -27,7 +28,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import Select
 
-from tests.conftest import Server, Stack, make_stack
+from tests.conftest import BIN, Server, Stack, make_stack
 from tests.support import chat_jsonl, qa_jsonl, wait_for_job
 
 CHROMIUM = os.environ.get("FTSERVE_TEST_CHROMIUM", "/usr/bin/chromium")
@@ -110,7 +111,8 @@ def fx_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     # The service's own body limits (the shared test servers lower them): the dashboard sends
     # files over 4 MiB through /v1/uploads in 4 MiB parts.
     stack = make_stack(request, "sqlite-local", tmp_path_factory.mktemp("dashboard"),
-                       FTSERVE_MAX_FILE_BYTES=str(64 << 20), FTSERVE_MAX_PART_BYTES=str(16 << 20))  # fmt: skip
+                       FTSERVE_MAX_FILE_BYTES=str(64 << 20), FTSERVE_MAX_PART_BYTES=str(16 << 20),
+                       FTSERVE_WEBHOOK_ALLOW_PRIVATE="1")  # fmt: skip
     try:
         yield stack
     finally:
@@ -276,6 +278,43 @@ def test_job_list_filters_by_status_and_model(dash: Server) -> None:
     assert refused.status_code == 400 and refused.json()["error"]["param"] == "status"
 
 
+def test_webhooks_page_shows_endpoints_and_deliveries_to_admin_keys_only(
+    dash: Server, stack: Stack, browser: WebDriver
+) -> None:
+    def run(*args: str) -> str:
+        return subprocess.run([str(BIN / "ftserve"), *args], env=stack.env, capture_output=True, text=True,
+                              check=True).stdout  # fmt: skip
+
+    admin_key = run("keys", "create", "--org", "acme", "--admin").strip().splitlines()[-1]
+    # Nothing listens there: the delivery stays pending with its error, which is what the page shows.
+    run("webhooks", "add", "--org", "acme", "--url", "http://127.0.0.1:9/hook?a=<b>")
+    client = dash.client()
+    training = client.files.create(file=("w.jsonl", chat_jsonl(12)), purpose="fine-tune")
+    job = client.fine_tuning.jobs.create(model="tiny-chat", training_file=training.id)
+    client.fine_tuning.jobs.cancel(job.id)
+
+    sign_in(browser, origin(dash), dash.key)
+    browser.get(origin(dash) + "/dashboard/#/webhooks")
+    assert "admin key" in find(browser, "#main .error").text  # a plain key: the API's 403, as it is
+
+    browser.execute_script("sessionStorage.clear()")
+    sign_in(browser, origin(dash), admin_key)
+    browser.get(origin(dash) + "/dashboard/#/webhooks")
+    endpoint = find(browser, "tr[data-endpoint]")
+    assert "http://127.0.0.1:9/hook?a=<b>" in endpoint.text
+
+    def cancelled_rows() -> list[WebElement]:
+        rows = [r for r in browser.find_elements(By.CSS_SELECTOR, "tbody tr") if "fine_tuning.job.cancelled" in r.text]
+        if not rows:
+            browser.refresh()
+        return rows
+
+    row = wait_until(cancelled_rows, 60, "the delivery listed")
+    assert "pending" in row[0].text or "failed" in row[0].text
+    screenshot(browser, "webhooks")
+    browser.execute_script("sessionStorage.clear()")
+
+
 def served_usage(server: Server, key: str | None = None) -> dict[str, dict[str, int]]:
     """Today's usage per model, summed over the buckets of the usage endpoint."""
     response = httpx.get(server.base_url + "/organization/usage/completions",
@@ -284,7 +323,8 @@ def served_usage(server: Server, key: str | None = None) -> dict[str, dict[str, 
                          headers={"authorization": f"Bearer {key or server.key}"})  # fmt: skip
     assert response.status_code == 200, response.text
     page = response.json()
-    assert page["object"] == "page" and len(page["data"]) == 48 and page["has_more"] is False
+    # Hourly buckets from yesterday's midnight up to now (no `end_time`): 25 to 48 of them, one page.
+    assert page["object"] == "page" and 24 < len(page["data"]) <= 48 and page["has_more"] is False
     totals: dict[str, dict[str, int]] = {}
     for bucket in page["data"]:
         assert bucket["object"] == "bucket" and bucket["end_time"] - bucket["start_time"] <= 3600

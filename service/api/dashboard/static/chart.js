@@ -21,13 +21,13 @@ function label(v) {
   return a !== 0 && (a < 0.01 || a >= 10000) ? v.toExponential(1) : Number(v.toPrecision(3)).toString();
 }
 
-// series: [{name, points: [[step, value], …]}]; returns the <svg>.
+// series: [{name, label, points: [[step, value], …]}]; returns the <svg>.
 export function lineChart(title, series) {
   const svg = s("svg", { class: "chart", viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": title });
   svg.dataset.chart = title;
   const all = series.flatMap((x) => x.points);
   svg.append(s("text", { x: L, y: 16 }, title));
-  series.forEach((x, i) => svg.append(s("text", { x: W - R - 150 + i * 80, y: 16, class: `legend${i}` }, x.name)));
+  series.forEach((x, i) => svg.append(s("text", { x: W - R - 170 + i * 90, y: 16, class: `legend${i}` }, `— ${x.label || x.name}`)));
   const xs = all.map((p) => p[0]), ys = all.map((p) => p[1]);
   const x0 = Math.min(0, ...xs), x1 = Math.max(1, ...xs);
   let y0 = all.length ? Math.min(...ys) : 0, y1 = all.length ? Math.max(...ys) : 1;

@@ -22,21 +22,21 @@ function timeline(job) {
 }
 
 // Series of a metric (`data[name]` of each metrics event, against its step).
-function series(events, name) {
+function series(events, name, label) {
   const points = [];
   for (const e of events) {
     const v = e.data && e.data[name];
     if (e.type === "metrics" && typeof v === "number" && typeof e.data.step === "number") points.push([e.data.step, v]);
   }
-  return { name, points };
+  return { name, label, points };
 }
 
 function charts(events) {
   const keys = new Set(events.flatMap((e) => (e.type === "metrics" && e.data ? Object.keys(e.data) : [])));
   const accuracy = keys.has("train_preference_accuracy") ? "train_preference_accuracy" : "train_mean_token_accuracy";
   const out = [
-    lineChart("loss", [series(events, "train_loss"), series(events, "valid_loss")]),
-    lineChart("accuracy", [series(events, accuracy), series(events, "valid_mean_token_accuracy")]),
+    lineChart("loss", [series(events, "train_loss", "training"), series(events, "valid_loss", "validation")]),
+    lineChart("accuracy", [series(events, accuracy, "training"), series(events, "valid_mean_token_accuracy", "validation")]),
   ];
   const rewards = [...keys].filter((k) => k.includes("reward")).slice(0, 2);
   if (rewards.length) out.push(lineChart("reward", rewards.map((k) => series(events, k))));
