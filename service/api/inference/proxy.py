@@ -17,6 +17,7 @@ from litestar.response import Stream
 
 from service.errors import FtserveError, InvalidRequestError, ServiceUnavailableError
 from service.served_models import ServedModel
+from service.usage import count_usage
 
 
 def server_name(served: ServedModel) -> str:
@@ -93,6 +94,8 @@ async def forward(
             payload = json.loads(await response.aread())
         finally:
             await response.aclose()
+        if isinstance(payload, dict):
+            count_usage(served.id, payload.get("usage"))
         return Response(_rename(payload, served.id), media_type="application/json")
     return Stream(
         _relay_events(response, served),
@@ -102,7 +105,9 @@ async def forward(
 
 
 async def _relay_events(response: httpx.Response, served: ServedModel) -> AsyncIterator[bytes]:
-    """Server-sent events as they arrive, model renamed; a failure mid-stream becomes an `error` event."""
+    """Server-sent events as they arrive, model renamed; a failure mid-stream becomes an `error` event.
+    The last `usage` seen (the final chunk's, when the stream asked for it) is counted at the end."""
+    usage: Any = None
     try:
         async for line in response.aiter_lines():
             if not line.startswith("data:"):
@@ -117,10 +122,12 @@ async def _relay_events(response: httpx.Response, served: ServedModel) -> AsyncI
                 continue
             if isinstance(chunk, dict):
                 chunk = _rename(chunk, served.id)
+                usage = chunk.get("usage") or usage
             yield b"data: " + json.dumps(chunk, separators=(",", ":")).encode() + b"\n\n"
     except httpx.HTTPError:
         error = {"message": "The inference server stopped in the middle of the answer.", "type": "server_error",
                  "param": None, "code": "stream_interrupted"}  # fmt: skip
         yield b"data: " + json.dumps({"error": error}).encode() + b"\n\n"
     finally:
+        count_usage(served.id, usage)
         await response.aclose()
