@@ -393,3 +393,34 @@ def test_usage_counts_every_answer_and_the_playground_streams_two_models(
         find(browser, "#main h1")
         screenshot(browser, page)
     assert not console_errors(browser)
+
+
+def test_usage_endpoint_answers_mistakes_with_the_error_envelope(dash: Server) -> None:
+    url = dash.base_url + "/organization/usage/completions"
+    headers = {"authorization": f"Bearer {dash.key}"}
+    now = int(time.time())
+    cases = [
+        ({"start_time": now, "group_by": "project_id"}, "group_by"),
+        ({"start_time": now, "bucket_width": "1d", "limit": 32}, "limit"),
+        ({"start_time": now, "page": "nonsense"}, "page"),
+        ({"start_time": now, "end_time": now - 10}, "end_time"),
+        ({"start_time": now, "bucket_width": "2h"}, "bucket_width"),
+        ({}, "start_time"),
+    ]
+    for params, param in cases:
+        response = httpx.get(url, params=params, headers=headers)
+        assert response.status_code == 400, (params, response.text)
+        error = response.json()["error"]
+        assert error["type"] == "invalid_request_error" and param in (error["param"] or error["message"]), error
+    assert httpx.get(url, params={"start_time": now}).status_code == 401
+    # Pages: two daily buckets per page over five days, followed by `next_page`.
+    start = now // 86400 * 86400 - 4 * 86400
+    seen, page = [], None
+    while True:
+        body = httpx.get(url, params={"start_time": start, "limit": 2, **({"page": page} if page else {})},
+                         headers=headers).json()  # fmt: skip
+        seen += [b["start_time"] for b in body["data"]]
+        if not body["has_more"]:
+            break
+        page = body["next_page"]
+    assert seen == [start + i * 86400 for i in range(5)]
