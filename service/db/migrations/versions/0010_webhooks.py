@@ -21,8 +21,13 @@ def upgrade() -> None:
         "webhook_endpoints",
         sa.Column("seq", sa.Integer(), primary_key=True, autoincrement=True),
         sa.Column("id", sa.String(64), nullable=False, unique=True),
-        sa.Column("organization_id", sa.String(64), sa.ForeignKey("organizations.id", ondelete="CASCADE"),
-                  nullable=False, index=True),  # fmt: skip
+        sa.Column(
+            "organization_id",
+            sa.String(64),
+            sa.ForeignKey("organizations.id", ondelete="CASCADE"),
+            nullable=False,
+            index=True,
+        ),
         sa.Column("url", sa.Text(), nullable=False),
         sa.Column("secret", sa.String(128), nullable=False),
         sa.Column("event_types", sa.JSON(), nullable=True),
@@ -33,10 +38,20 @@ def upgrade() -> None:
         sa.Column("seq", sa.Integer(), primary_key=True, autoincrement=True),
         sa.Column("id", sa.String(64), nullable=False, unique=True),
         sa.Column("event_id", sa.String(64), nullable=False, index=True),
-        sa.Column("endpoint_id", sa.String(64), sa.ForeignKey("webhook_endpoints.id", ondelete="CASCADE"),
-                  nullable=False, index=True),  # fmt: skip
-        sa.Column("organization_id", sa.String(64), sa.ForeignKey("organizations.id", ondelete="CASCADE"),
-                  nullable=False, index=True),  # fmt: skip
+        sa.Column(
+            "endpoint_id",
+            sa.String(64),
+            sa.ForeignKey("webhook_endpoints.id", ondelete="CASCADE"),
+            nullable=False,
+            index=True,
+        ),
+        sa.Column(
+            "organization_id",
+            sa.String(64),
+            sa.ForeignKey("organizations.id", ondelete="CASCADE"),
+            nullable=False,
+            index=True,
+        ),
         sa.Column("event_type", sa.String(64), nullable=False),
         sa.Column("payload", sa.Text(), nullable=False),
         sa.Column("status", sa.String(16), nullable=False),
