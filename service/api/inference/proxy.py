@@ -8,6 +8,7 @@ untouched otherwise, and renames the model back in the answer, chunk by chunk wh
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,6 +17,7 @@ from litestar import Response
 from litestar.response import Stream
 
 from service.errors import FtserveError, InvalidRequestError, ServiceUnavailableError
+from service.metrics import TOKENS_SERVED, UPSTREAM_ERRORS, UPSTREAM_LATENCY
 from service.served_models import ServedModel
 from service.usage import count_usage
 
@@ -67,12 +69,21 @@ async def forward(
     """POST `body` to the server with the inference key, and answer as OpenAI would, streamed
     when `stream` is true."""
     upstream = {**body, "model": server_name(served)}
+    wants_usage = usage_requested(body)
+    if body.get("stream"):
+        # Always ask for the final usage chunk, so that streamed answers are counted too; it is
+        # taken out again below when the client did not ask for it.
+        upstream["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
     request = http.build_request("POST", base_url.rstrip("/") + path, json=upstream, headers=upstream_headers(api_key))
+    started = time.perf_counter()
     try:
         response = await http.send(request, stream=True)
     except httpx.HTTPError:
+        UPSTREAM_ERRORS.labels(model=served.base.name, kind="unreachable").inc()
         raise unavailable(served.base.name) from None
+    UPSTREAM_LATENCY.labels(model=served.base.name).observe(time.perf_counter() - started)
     if response.status_code >= 400:
+        UPSTREAM_ERRORS.labels(model=served.base.name, kind=str(response.status_code)).inc()
         raw = await response.aread()
         await response.aclose()
         if response.status_code in (502, 503, 504):
@@ -96,15 +107,47 @@ async def forward(
             await response.aclose()
         if isinstance(payload, dict):
             count_usage(served.id, payload.get("usage"))
+            count_tokens(served, payload.get("usage"))
         return Response(_rename(payload, served.id), media_type="application/json")
     return Stream(
-        _relay_events(response, served),
+        _relay_events(response, served, wants_usage),
         media_type="text/event-stream",
         headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
     )
 
 
-async def _relay_events(response: httpx.Response, served: ServedModel) -> AsyncIterator[bytes]:
+def usage_requested(body: dict[str, Any]) -> bool:
+    """Whether a streamed request asked for the final usage chunk itself."""
+    options = body.get("stream_options")
+    return isinstance(options, dict) and bool(options.get("include_usage"))
+
+
+def count_tokens(served: ServedModel, usage: Any) -> None:
+    """Add an answer's `usage` to the gateway's token counters (labelled by base model)."""
+    if isinstance(usage, dict):
+        for kind in ("prompt_tokens", "completion_tokens"):
+            if isinstance(usage.get(kind), int):
+                TOKENS_SERVED.labels(model=served.base.name, kind=kind.removesuffix("_tokens")).inc(usage[kind])
+
+
+def client_chunk(chunk: dict[str, Any], wants_usage: bool) -> dict[str, Any] | None:
+    """A streamed chunk as the client asked for it: without the usage the gateway asked for on its own
+    behalf (the final usage-only chunk dropped, `usage: null` removed), or None to drop it.
+
+    Example:
+        >>> client_chunk({"choices": [], "usage": {"total_tokens": 3}}, False) is None
+        True
+    """
+    if wants_usage or "usage" not in chunk:
+        return chunk
+    if chunk.get("usage") is not None and not chunk.get("choices"):
+        return None
+    return {k: v for k, v in chunk.items() if k != "usage"}
+
+
+async def _relay_events(
+    response: httpx.Response, served: ServedModel, wants_usage: bool = True
+) -> AsyncIterator[bytes]:
     """Server-sent events as they arrive, model renamed; a failure mid-stream becomes an `error` event.
     The last `usage` seen (the final chunk's, when the stream asked for it) is counted at the end."""
     usage: Any = None
@@ -123,11 +166,16 @@ async def _relay_events(response: httpx.Response, served: ServedModel) -> AsyncI
             if isinstance(chunk, dict):
                 chunk = _rename(chunk, served.id)
                 usage = chunk.get("usage") or usage
+                chunk = client_chunk(chunk, wants_usage)
+                if chunk is None:
+                    continue
             yield b"data: " + json.dumps(chunk, separators=(",", ":")).encode() + b"\n\n"
     except httpx.HTTPError:
+        UPSTREAM_ERRORS.labels(model=served.base.name, kind="interrupted").inc()
         error = {"message": "The inference server stopped in the middle of the answer.", "type": "server_error",
                  "param": None, "code": "stream_interrupted"}  # fmt: skip
         yield b"data: " + json.dumps({"error": error}).encode() + b"\n\n"
     finally:
         count_usage(served.id, usage)
+        count_tokens(served, usage)
         await response.aclose()
