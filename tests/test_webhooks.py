@@ -185,3 +185,70 @@ def test_signatures_are_accepted_by_the_sdk_and_bound_to_the_body() -> None:
     stale = sign(secret, "wh_1", int(time.time()) - 600, body)  # a retry re-signs with a fresh timestamp
     with pytest.raises(openai.InvalidWebhookSignatureError):
         sdk.webhooks.unwrap(body, stale, secret=secret)
+
+
+def test_an_eval_run_that_completes_sends_eval_run_succeeded(stack: Stack, api: Server) -> None:
+    hook = Receiver()
+    server = serve(hook)
+    hook.secret = add_endpoint(stack, f"http://127.0.0.1:{server.server_address[1]}/", "eval.run.succeeded")
+    try:
+        client = api.client()
+        eval_id = client.evals.create(
+            name="echo", data_source_config={"type": "custom", "item_schema": {"type": "object"},
+                                             "include_sample_schema": True},
+            testing_criteria=[{"type": "string_check", "name": "same", "input": "{{sample.output_text}}",
+                               "reference": "{{item.answer}}", "operation": "eq"}],
+        ).id  # fmt: skip
+        lines = [{"item": {"answer": "Paris"}, "sample": {"output_text": "Paris"}}]
+        source = {"type": "jsonl", "source": {"type": "file_content", "content": lines}}
+        run = client.evals.runs.create(eval_id, data_source=source)  # type: ignore[arg-type]
+        wait_until(lambda: len(hook.events) == 1)
+        (event,) = hook.events.values()
+        assert (event.type, event.data.id) == ("eval.run.succeeded", run.id)
+        assert client.evals.runs.retrieve(run.id, eval_id=eval_id).status == "completed"
+    finally:
+        server.shutdown()
+
+
+def test_two_senders_never_claim_the_same_delivery(new_postgres_database) -> None:  # type: ignore[no-untyped-def]
+    """Two senders (two API processes) claiming at the same moment on PostgreSQL get disjoint rows."""
+    from sqlalchemy import update
+
+    from service.db import create_engine, create_sessionmaker, upgrade_database
+    from service.db.models import Organization, WebhookDelivery, WebhookEndpoint
+    from service.webhooks import outbox
+    from service.webhooks.sender import claim
+
+    settings = Settings(DATABASE_URL=new_postgres_database(), webhook_timeout_s=30)
+    upgrade_database(settings)
+
+    async def race() -> list[tuple[list[str], list[str]]]:
+        engine = create_engine(settings)
+        try:
+            sessions = create_sessionmaker(engine)
+            async with sessions() as session:
+                session.add(Organization(id="org-1", name="acme", created_at=0))
+                session.add(WebhookEndpoint(id="we_1", organization_id="org-1", url="http://x/", secret=new_secret(),
+                                            created_at=0))  # fmt: skip
+                await session.flush()
+                for n in range(40):
+                    await outbox.record(session, "org-1", "fine_tuning.job.failed", f"ftjob-{n}")
+                await session.commit()
+
+            async def one() -> list[str]:
+                async with sessions() as session:
+                    return [a.delivery_id for a in await claim(session, settings)]
+
+            rounds = []
+            for _ in range(5):
+                rounds.append(await asyncio.gather(one(), one()))
+                async with sessions() as session:  # due again, unclaimed, for the next round
+                    await session.execute(update(WebhookDelivery).values(claimed_until=None))
+                    await session.commit()
+            return rounds
+        finally:
+            await engine.dispose()
+
+    for first, second in asyncio.run(race()):
+        assert not set(first) & set(second)
+        assert len(first) + len(second) >= 20  # one claimed a batch, the other what it could
