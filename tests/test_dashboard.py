@@ -85,6 +85,8 @@ def find(driver: WebDriver, css: str, timeout_s: float = 30.0) -> WebElement:
 
 def sign_in(driver: WebDriver, origin: str, key: str) -> None:
     driver.get(origin + "/dashboard/")
+    driver.execute_script("sessionStorage.clear()")  # signed out, whatever an earlier test left
+    driver.refresh()
     find(driver, "#api-key").send_keys(key)
     driver.find_element(By.CSS_SELECTOR, "#sign-in button").click()
     wait_until(lambda: driver.find_element(By.ID, "nav").is_displayed(), 30, "signed in")
@@ -147,6 +149,8 @@ def test_pages_carry_a_strict_content_security_policy(dash: Server) -> None:
 
 def test_sign_in_refuses_a_wrong_key_and_keeps_the_key_in_session_storage(dash: Server, browser: WebDriver) -> None:
     browser.get(origin(dash) + "/dashboard/")
+    browser.execute_script("sessionStorage.clear()")
+    browser.refresh()
     find(browser, "#api-key").send_keys("sk-ft-not-a-key")
     browser.find_element(By.CSS_SELECTOR, "#sign-in button").click()
     assert "Incorrect API key" in find(browser, "#main .error").text
@@ -297,7 +301,6 @@ def test_webhooks_page_shows_endpoints_and_deliveries_to_admin_keys_only(
     browser.get(origin(dash) + "/dashboard/#/webhooks")
     assert "admin key" in find(browser, "#main .error").text  # a plain key: the API's 403, as it is
 
-    browser.execute_script("sessionStorage.clear()")
     sign_in(browser, origin(dash), admin_key)
     browser.get(origin(dash) + "/dashboard/#/webhooks")
     endpoint = find(browser, "tr[data-endpoint]")
