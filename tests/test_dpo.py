@@ -89,3 +89,42 @@ def test_packed_log_probabilities_equal_the_padded_ones(tiny_chat: Path) -> None
         padded = sequence_logps(model, _collate(sequences, tokenizer.pad_token_id))
     torch.testing.assert_close(packed, padded, atol=1e-4, rtol=1e-5)
     assert labelled_tokens == sum(s.trained_tokens for s in sequences)
+
+
+def test_a_step_over_the_token_budget_runs_in_passes_with_the_same_loss_and_gradients(tiny_chat: Path) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(tiny_chat)
+    lines = preference_lines()[:8]
+    outcomes, gradients = [], []
+    for budget in (None, 64):  # 64 tokens hold one pair: eight passes instead of one
+        pairs = [tokenize_preference(tokenizer, line, max_tokens=512) for line in lines]
+        assert all(p.tokens <= 64 for p in pairs) and sum(p.tokens for p in pairs) > 4 * 64
+        model = load_lora_model(tiny_chat, LoraSettings(), seed=0)
+        objective = DPOObjective(tokenizer.pad_token_id, beta=0.1)
+        config = SFTConfig(n_epochs=1, batch_size=8, learning_rate=5e-3, seed=0, max_tokens_per_microbatch=budget)
+        passes: list[int] = []
+        model.register_forward_pre_hook(lambda _module, _args, passes=passes: passes.append(1))
+        outcomes.append(objective.step(model, pairs, config, normaliser=len(pairs)))
+        gradients.append([p.grad.clone() for p in model.parameters() if p.requires_grad])
+        # One pass with the reference's for each pass with the policy's.
+        assert len(passes) == (2 if budget is None else 16)
+    one, split = outcomes
+    assert abs(one.loss - split.loss) < 1e-5
+    assert one.metrics == pytest.approx(split.metrics, abs=1e-5)
+    assert (one.trained_tokens, one.processed_tokens) == (split.trained_tokens, split.processed_tokens)
+    for a, b in zip(*gradients, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-4)
+
+
+def test_reference_log_probabilities_are_computed_once_per_pair(tiny_chat: Path) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(tiny_chat)
+    pairs = [tokenize_preference(tokenizer, line, max_tokens=512) for line in preference_lines()[:6]]
+    model = load_lora_model(tiny_chat, LoraSettings(), seed=0)
+    objective = DPOObjective(tokenizer.pad_token_id, beta=0.1)
+    config = SFTConfig(n_epochs=3, batch_size=2, learning_rate=5e-3, seed=0)
+    run(model, config, pairs, MetricsRecorder(), objective, validation=pairs[:2])
+    assert objective.reference_sequences == 2 * len(pairs)  # three epochs, validation too: once each
+    with torch.no_grad(), model.disable_adapter():
+        fresh = [(float(c), float(r)) for c, r in zip(*packed_sequence_logps(model.eval(), [p.chosen for p in pairs]
+                 + [p.rejected for p in pairs])[0].split(len(pairs)), strict=True)]  # fmt: skip
+    for pair, (chosen, rejected) in zip(pairs, fresh, strict=True):
+        assert pair.reference == pytest.approx((chosen, rejected), abs=1e-4)

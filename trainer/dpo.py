@@ -8,7 +8,9 @@ model as its reference instead: its adapter is loaded a second time, frozen, und
     -log sigmoid(beta * ((logp(chosen) - logp_ref(chosen)) - (logp(rejected) - logp_ref(rejected))))
 
 with log-probabilities summed over the output's tokens only; `beta * (...)` is the reward margin.
-A step's chosen and rejected sequences run packed in one row, without padding, as SFT's do.
+A step's pairs run packed in rows of at most `FTSERVE_TRAINER_TOKENS_PER_PASS` tokens, without
+padding, as SFT's do (a pair's two sequences share a row; further rows accumulate gradients).
+The reference's log-probabilities are computed once per pair and job and kept with the pair.
 """
 
 from __future__ import annotations
@@ -33,6 +35,13 @@ class PreferencePair:
 
     chosen: TokenizedExample
     rejected: TokenizedExample
+    reference: tuple[float, float] | None = None
+    """The reference policy's log-probabilities of (chosen, rejected): frozen, so computed once
+    per job (the first time the pair is met) and kept here."""
+
+    @property
+    def tokens(self) -> int:
+        return len(self.chosen.input_ids) + len(self.rejected.input_ids)
 
 
 def tokenize_preference(tokenizer: Any, example: dict[str, Any], *, max_tokens: int) -> PreferencePair:
@@ -95,6 +104,22 @@ def reference_policy(model: Any, adapter: str | None) -> Iterator[None]:
         model.set_adapter(trained)
 
 
+def _pair_passes(pairs: list[PreferencePair], budget: int) -> list[list[PreferencePair]]:
+    """Pairs in passes of at most `budget` tokens (first-fit decreasing; a longer pair alone)."""
+    passes: list[list[PreferencePair]] = []
+    room: list[int] = []
+    for pair in sorted(pairs, key=lambda p: p.tokens, reverse=True):
+        for index, left in enumerate(room):
+            if pair.tokens <= left:
+                passes[index].append(pair)
+                room[index] -= pair.tokens
+                break
+        else:
+            passes.append([pair])
+            room.append(budget - pair.tokens)
+    return passes
+
+
 class DPOObjective:
     """`trainer.loop.Objective` for DPO. `beta` scales how far the adapter may move from the
     reference: the base model, or the adapter named `reference_adapter` (frozen) when given."""
@@ -105,15 +130,34 @@ class DPOObjective:
         self.pad_id = pad_id
         self.beta = beta
         self.reference_adapter = reference_adapter
+        self.budget = 16_384 if torch.cuda.is_available() else 4_096
+        """Tokens per forward pass (`FTSERVE_TRAINER_TOKENS_PER_PASS`), set from the step's config."""
+
+        self.reference_sequences = 0
+        """Sequences whose reference log-probabilities were computed (each once per job)."""
+
+    def _references(self, model: Any, pairs: list[PreferencePair]) -> torch.Tensor:
+        """(chosen, rejected) reference log-probabilities per pair, computed for the pairs met for
+        the first time only, in passes within the token budget."""
+        fresh = [p for p in pairs if p.reference is None]
+        for group in _pair_passes(fresh, self.budget):
+            sequences = [p.chosen for p in group] + [p.rejected for p in group]
+            with torch.no_grad(), reference_policy(model, self.reference_adapter):
+                logps, _ = packed_sequence_logps(model, sequences)
+            values = logps.tolist()
+            for i, pair in enumerate(group):
+                pair.reference = (values[i], values[len(group) + i])
+            self.reference_sequences += len(sequences)
+        return torch.tensor([p.reference for p in pairs], dtype=torch.float32)
 
     def margins(self, model: Any, pairs: list[PreferencePair]) -> tuple[torch.Tensor, int, int]:
-        """Each pair's reward margin; the labelled and the processed tokens of the pass."""
+        """Each pair's reward margin (all in one pass); the labelled and the processed tokens."""
+        reference = self._references(model, pairs)
         sequences = [p.chosen for p in pairs] + [p.rejected for p in pairs]
         policy, labelled_tokens = packed_sequence_logps(model, sequences)
-        with torch.no_grad(), reference_policy(model, self.reference_adapter):
-            reference, _ = packed_sequence_logps(model, sequences)
+        reference = reference.to(policy.device)
         n = len(pairs)
-        margin = self.beta * ((policy[:n] - reference[:n]) - (policy[n:] - reference[n:]))
+        margin = self.beta * ((policy[:n] - reference[:, 0]) - (policy[n:] - reference[:, 1]))
         return margin, labelled_tokens, sum(len(s.input_ids) for s in sequences)
 
     def normaliser(self, items: list[PreferencePair]) -> int:
@@ -122,14 +166,24 @@ class DPOObjective:
     def step(self, model: Any, items: list[PreferencePair], config: SFTConfig, normaliser: int) -> StepOutcome:
         if not items:
             return StepOutcome(0.0, {"train_reward_margin": 0.0, "train_preference_accuracy": 0.0}, 0, 0)
-        margin, trained, processed = self.margins(model, items)
-        loss = -torch.nn.functional.logsigmoid(margin).sum() / normaliser
-        loss.backward()
+        self.budget = config.max_tokens_per_microbatch or (16_384 if torch.cuda.is_available() else 4_096)
+        loss_total = margin_total = correct = 0.0
+        trained = processed = 0
+        # A pair's two sequences share a pass; each pass adds its share of the step's loss.
+        for group in _pair_passes(items, self.budget):
+            margin, labelled, tokens = self.margins(model, group)
+            loss = -torch.nn.functional.logsigmoid(margin).sum() / normaliser
+            loss.backward()
+            loss_total += float(loss.detach())
+            margin_total += float(margin.detach().sum())
+            correct += float((margin.detach() > 0).float().sum())
+            trained += labelled
+            processed += tokens
         return StepOutcome(
-            loss=float(loss.detach()),
+            loss=loss_total,
             metrics={
-                "train_reward_margin": float(margin.detach().sum()) / normaliser,
-                "train_preference_accuracy": float((margin.detach() > 0).float().sum()) / normaliser,
+                "train_reward_margin": margin_total / normaliser,
+                "train_preference_accuracy": correct / normaliser,
             },
             trained_tokens=trained,
             processed_tokens=processed,
@@ -138,7 +192,7 @@ class DPOObjective:
     @torch.no_grad()
     def evaluate(self, model: Any, items: list[PreferencePair]) -> dict[str, float]:
         model.eval()
-        margin, _, _ = self.margins(model, items)
+        margin = torch.cat([self.margins(model, group)[0] for group in _pair_passes(items, self.budget)])
         model.train()
         return {
             "valid_loss": float(-torch.nn.functional.logsigmoid(margin).mean()),

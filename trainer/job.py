@@ -21,7 +21,7 @@ import torch
 
 from service.adapters import base_fingerprint
 from service.catalog import BaseModel
-from service.datasets import check_example, parse_line
+from service.datasets import check_example, check_item_fields, check_shape, grader_item_fields, parse_line
 from service.errors import InvalidFileError
 from service.fine_tuning.layout import saved_adapter_prefix, saved_state_prefix
 from service.settings import Settings
@@ -31,13 +31,19 @@ from trainer.artifacts import results_csv, write_marker
 from trainer.data import tokenize_chat
 from trainer.dpo import REFERENCE_ADAPTER, DPOObjective, tokenize_preference
 from trainer.loop import run
+from trainer.rft import RFTObjective, group_size, tokenize_prompt
+from trainer.rft_grading import GraderPool, sub_grader_names
+from trainer.sampling import LocalSampler, VllmSampler
 from trainer.sft import LoraSettings, SFTConfig, SFTObjective, StopRequest, load_lora_model, training_device
 from trainer.throughput import device_peak_flops
 
 log = logging.getLogger("ftserve.trainer")
-Control = Literal["cancel", "pause", "requeue", "lost"]
-"""Why training must stop: the user cancelled or paused, the worker is shutting down, or another
-worker now holds the job (this one's lease lapsed)."""
+Control = Literal["cancel", "pause", "requeue", "lost", "time_limit"]
+"""Why training must stop: the user cancelled or paused, the worker is shutting down, another
+worker now holds the job (this one's lease lapsed), or a reinforcement job ran out of time (it
+then ends with the adapter trained so far)."""
+MAX_FAILURE_EVENTS = 10
+"""`warn` events about samples a grader failed on, per run: the metrics count every one."""
 MAX_METRIC_EVENTS = 100
 TRAINED_ADAPTER = "default"
 """peft's name for the adapter being trained; only it is saved (a DPO reference adapter is not)."""
@@ -65,12 +71,15 @@ class JobSpec:
     storage_prefix: str
     resume_prefix: str | None = None
     method: str = "supervised"
-    """`supervised` or `dpo`."""
+    """`supervised`, `dpo` or `reinforcement`."""
     source_adapter: str | None = None
     """Storage prefix of the adapter the job starts from (its `model` was an `ft:` id); None: a
     fresh adapter on the base model."""
     source_model: str | None = None
     """The `ft:` model or checkpoint id the client named, for the job's events."""
+    organization_id: str | None = None
+    grader: dict[str, Any] | None = None
+    """A reinforcement job's grader, as checked when the job was created."""
 
 
 @dataclass
@@ -113,15 +122,20 @@ def base_model_path(base: BaseModel, settings: Settings) -> Path:
     return Path(snapshot_download(base.source))
 
 
-def read_examples(storage: ObjectStorage, key: str, param: str) -> list[dict[str, Any]]:
-    """Every example of a stored JSONL file, each checked again (the file may predate a rule)."""
+def read_examples(
+    storage: ObjectStorage, key: str, param: str, method: str = "supervised", grader: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """Every example of a stored JSONL file, each checked again for the job's method (the file may
+    predate a rule), with the fields a reinforcement job's grader reads."""
     examples: list[dict[str, Any]] = []
     data = b"".join(storage.read_chunks(key))
+    fields = grader_item_fields(grader) if grader else []
     try:
         for line_number, raw in enumerate(data.split(b"\n"), start=1):
             example = parse_line(raw, line_number, param)
             if example is not None:
-                check_example(example, line_number, param)
+                check_shape(check_example(example, line_number, param), line_number, param, method)
+                check_item_fields(example, fields, line_number, param)
                 examples.append(example)
     except InvalidFileError as exc:
         raise JobFailure(exc.code or "invalid_file", exc.message, param) from exc
@@ -134,6 +148,9 @@ def tokenize_all(
     tokenizer: Any, examples: list[dict[str, Any]], max_tokens: int, method: str = "supervised"
 ) -> tuple[list[Any], int]:
     """Tokenised examples (or preference pairs) that still teach something, and how many were truncated."""
+    if method == "reinforcement":
+        prompts = [tokenize_prompt(tokenizer, e, i, max_tokens=max_tokens) for i, e in enumerate(examples)]
+        return prompts, sum(p.truncated for p in prompts)
     if method == "dpo":
         pairs = [tokenize_preference(tokenizer, e, max_tokens=max_tokens) for e in examples]
         kept = [p for p in pairs if p.chosen.trained_tokens and p.rejected.trained_tokens]
@@ -152,6 +169,7 @@ class _Callbacks:
         self.start_step: int | None = None
         self.stop_reason: Control | None = None
         self.resume_prefix: str | None = None
+        self.time_limit_s: float | None = None
 
     def on_metrics(self, step: int, total_steps: int, metrics: dict[str, float]) -> None:
         self.history.append({"step": step, **metrics})
@@ -160,7 +178,8 @@ class _Callbacks:
             self.start_step = step - 1
         # At most ~100 metric events per job: the first step of each run, every n-th, scored ones, the last.
         every = max(1, math.ceil(total_steps / MAX_METRIC_EVENTS))
-        if step % every and not first and step != total_steps and "valid_loss" not in metrics:
+        scored = "valid_loss" in metrics or "valid_reward_mean" in metrics
+        if step % every and not first and step != total_steps and not scored:
             return
         done = step - (self.start_step or 0)
         rate = (time.monotonic() - self.started) / max(done, 1)
@@ -188,6 +207,9 @@ class _Callbacks:
 
     def should_stop(self, step: int) -> StopRequest:
         self.stop_reason = self.reporter.control()
+        if self.stop_reason is None and self.time_limit_s and time.monotonic() - self.started > self.time_limit_s:
+            self.stop_reason = "time_limit"
+            return "cancel"
         if self.stop_reason is None:
             return None
         return "cancel" if self.stop_reason in ("cancel", "lost") else "pause"
@@ -236,7 +258,7 @@ def run_training(spec: JobSpec, storage: ObjectStorage, settings: Settings, repo
         torch.set_num_threads(settings.trainer_threads)
     base_path = base_model_path(spec.base, settings)
     tokenizer = AutoTokenizer.from_pretrained(base_path)
-    raw = read_examples(storage, spec.training_key, "training_file")
+    raw = read_examples(storage, spec.training_key, "training_file", spec.method, spec.grader)
     examples, truncated = tokenize_all(tokenizer, raw, spec.base.max_seq_len, spec.method)
     if truncated:
         reporter.event(
@@ -250,7 +272,7 @@ def run_training(spec: JobSpec, storage: ObjectStorage, settings: Settings, repo
     if spec.validation_key:
         validation, _ = tokenize_all(
             tokenizer,
-            read_examples(storage, spec.validation_key, "validation_file"),
+            read_examples(storage, spec.validation_key, "validation_file", spec.method, spec.grader),
             spec.base.max_seq_len,
             spec.method,
         )
@@ -280,7 +302,7 @@ def run_training(spec: JobSpec, storage: ObjectStorage, settings: Settings, repo
     if source_dir is not None:
         try:
             load_source_weights(model, source_dir)
-            if spec.method == "dpo":  # the source, frozen, is the reference policy
+            if spec.method in ("dpo", "reinforcement"):  # the source, frozen, is the reference policy
                 model.load_adapter(str(source_dir), adapter_name=REFERENCE_ADAPTER, is_trainable=False)
                 reference_adapter = REFERENCE_ADAPTER
         finally:
@@ -310,19 +332,24 @@ def run_training(spec: JobSpec, storage: ObjectStorage, settings: Settings, repo
     if spec.method == "dpo":
         objective = DPOObjective(tokenizer.pad_token_id, beta=float(hp.get("beta", DPO_DEFAULT_BETA)),
                                  reference_adapter=reference_adapter)  # fmt: skip
-    if settings.trainer_devices > 1 and not torch.distributed.is_initialized():
-        from trainer.ranks import data_parallel
-
-        reporter.event(f"Training on {settings.trainer_devices} devices (data parallel)")
-        with data_parallel(spec, settings.trainer_devices):
-            result = run(model, config, examples, callbacks, objective, validation=validation,
-                         resume_state=resume_state)  # fmt: skip
-    else:
-        result = run(model, config, examples, callbacks, objective, validation=validation, resume_state=resume_state)
+    graders = None
+    if spec.method == "reinforcement":
+        objective, graders = reinforcement_objective(spec, settings, reporter, tokenizer, base_path, reference_adapter)
+        callbacks.time_limit_s = settings.rft_max_job_s
+    try:
+        result = _train(spec, settings, reporter, model, config, examples, callbacks, objective, validation,
+                        resume_state)  # fmt: skip
+    finally:
+        if graders is not None:
+            graders.close()
     if torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
         return Outcome(None, result.steps, 0, result.trained_tokens)  # rank 0 stores the results
     total_steps = math.ceil(len(examples) / config.batch_size) * config.n_epochs
-    if result.stopped:
+    if result.stopped and callbacks.stop_reason == "time_limit":
+        message = (f"Training stopped at step {result.steps} of {total_steps}: the job reached its time limit "
+                   f"({settings.rft_max_job_s:g} s); the adapter trained so far is the result.")  # fmt: skip
+        reporter.event(message, level="warn")
+    elif result.stopped:
         return Outcome(callbacks.stop_reason, result.steps, total_steps, result.trained_tokens,
                        resume_prefix=callbacks.resume_prefix)  # fmt: skip
     if reporter.control() == "lost":  # another worker may hold the job now: store nothing
@@ -334,3 +361,49 @@ def run_training(spec: JobSpec, storage: ObjectStorage, settings: Settings, repo
         upload_tree(storage, Path(tmp), adapter_prefix, last="ftserve.json")
     return Outcome(None, result.steps, total_steps, result.trained_tokens, adapter_prefix=adapter_prefix,
                    results_csv=results_csv(callbacks.history))  # fmt: skip
+
+
+def _train(spec: JobSpec, settings: Settings, reporter: Reporter, model: Any, config: SFTConfig, examples: list[Any],
+           callbacks: _Callbacks, objective: Any, validation: list[Any] | None,
+           resume_state: dict[str, Any] | None) -> Any:  # fmt: skip
+    if settings.trainer_devices > 1 and not torch.distributed.is_initialized():
+        from trainer.ranks import data_parallel
+
+        reporter.event(f"Training on {settings.trainer_devices} devices (data parallel)")
+        with data_parallel(spec, settings.trainer_devices):
+            return run(model, config, examples, callbacks, objective, validation=validation,
+                       resume_state=resume_state)  # fmt: skip
+    return run(model, config, examples, callbacks, objective, validation=validation, resume_state=resume_state)
+
+
+def reinforcement_objective(spec: JobSpec, settings: Settings, reporter: Reporter, tokenizer: Any, base_path: Path,
+                            reference_adapter: str | None) -> tuple[RFTObjective, GraderPool]:  # fmt: skip
+    """A reinforcement job's GRPO objective (`trainer.rft`), its sampler and its graders."""
+    hp = spec.hyperparameters
+    if hp.get("reasoning_effort", "default") != "default":
+        reporter.event(f"reasoning_effort={hp['reasoning_effort']!r} has no effect: {spec.base.name} is not a "
+                       "reasoning model.", level="warn")  # fmt: skip
+    assert spec.grader is not None
+    graders = GraderPool(spec.grader, settings, spec.organization_id, settings.rft_grader_concurrency)
+    sampler: Any = VllmSampler(str(base_path), tokenizer) if settings.rft_sampler == "vllm" else LocalSampler(tokenizer)
+    reported = [0]
+
+    def on_failures(step: int, count: int, detail: str | None) -> None:
+        if reported[0] < MAX_FAILURE_EVENTS:
+            reported[0] += 1
+            reporter.event(f"Step {step}: the grader failed on {count} sample(s), which got reward 0"
+                           + (f" ({detail})" if detail else ""), level="warn")  # fmt: skip
+
+    objective = RFTObjective(
+        sampler,
+        graders.grade_groups,
+        seed=spec.seed,
+        group=group_size(float(hp.get("compute_multiplier", 1.0))),
+        max_new_tokens=settings.rft_max_sample_tokens,
+        eval_interval=int(hp.get("eval_interval") or 1),
+        eval_samples=int(hp.get("eval_samples") or 4),
+        sub_grader_names=sub_grader_names(spec.grader),
+        on_failures=on_failures,
+        reference_adapter=reference_adapter,
+    )
+    return objective, graders

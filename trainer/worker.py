@@ -72,6 +72,8 @@ async def _spec(session: AsyncSession, job: FineTuningJob, settings: Settings) -
         method=(job.method or {}).get("type", "supervised"),
         source_adapter=job.source_adapter,
         source_model=job.model if job.source_adapter else None,
+        organization_id=job.organization_id,
+        grader=((job.method or {}).get("reinforcement") or {}).get("grader"),
     )
 
 
