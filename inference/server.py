@@ -1,4 +1,5 @@
-"""One inference server: vLLM's OpenAI-compatible server for one catalogue base model, LoRA on.
+"""One inference server: vLLM's OpenAI-compatible server for one catalogue base model, LoRA on;
+for an embeddings model (`task: embed`), vLLM's pooling runner on `/v1/embeddings`, without LoRA.
 
     python -m inference.server --base-model tiny-chat [--host H] [--port P]   (`ftserve inference`)
 
@@ -42,19 +43,26 @@ def vllm_arguments(
 
     The context is capped at the catalogue's `max_seq_len`: left at the model's own limit (128k
     tokens for many), one sequence's KV cache can exceed a GPU and the server never starts."""
-    return [
+    common = [
         "serve", str(path),
         "--served-model-name", base.name,
         "--host", host, "--port", str(port),
         "--max-model-len", str(base.max_seq_len),
         *(["--gpu-memory-utilization", str(settings.inference_gpu_memory_utilization)] if gpu else []),
+        # The built-in models are built and checked in float32; real models use their own dtype.
+        "--dtype", "float32" if base.is_builtin else "auto",
+        "--disable-uvicorn-access-log",
+    ]  # fmt: skip
+    if base.task == "embed":
+        # The pooling runner: `/v1/embeddings`, pooled as the model's sentence-transformers files
+        # say (mean, normalised, for `tiny-embed`). No adapters: the gateway serves base models only.
+        return [*common, "--runner", "pooling", "--convert", "embed", *settings.inference_extra_args]
+    return [
+        *common,
         "--enable-lora",
         "--max-lora-rank", str(settings.inference_max_lora_rank),
         "--max-loras", str(settings.inference_max_loras),
         "--max-cpu-loras", str(settings.inference_max_cpu_loras),
-        # The built-in model is trained and checked in float32; real models use their own dtype.
-        "--dtype", "float32" if base.is_builtin else "auto",
-        "--disable-uvicorn-access-log",
         # Forced JSON comes out compact, as OpenAI's does: with whitespace allowed, a small model
         # may spend its whole token budget on blanks between the fields.
         "--structured-outputs-config", '{"backend": "xgrammar", "disable_any_whitespace": true}',
@@ -103,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         print("ftserve inference: set FTSERVE_INFERENCE_API_KEY (the key the gateway sends)", file=sys.stderr)
         return 2
     os.umask(0o077)  # the adapter cache holds tenants' adapters
-    from trainer.job import base_model_path
+    from trainer.base_models import base_model_path
 
     path = base_model_path(base, settings)
     _environment(settings)

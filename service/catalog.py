@@ -8,8 +8,12 @@ default `$FTSERVE_DATA_DIR/models.json`) merged over the built-in `tiny-chat`:
                  "aliases": ["gpt-4o-mini-2024-07-18"], "serve": true, "learning_rate": 0.0002,
                  "auto": {"n_epochs": 4}}]}
 
-`source` is a Hugging Face id, a local directory, or `builtin:tiny-chat`. `auto` says how a job's
-`"auto"` hyperparameters resolve for the model (`TrainingDefaults`); without it, OpenAI's rule.
+`source` is a Hugging Face id, a local directory, `builtin:tiny-chat` or `builtin:tiny-embed`.
+`auto` says how a job's `"auto"` hyperparameters resolve for the model (`TrainingDefaults`);
+without it, OpenAI's rule. `task: "embed"` marks an embeddings model: vLLM serves it with its
+pooling runner on `/v1/embeddings`, and the `cosine` text-similarity grader uses the first one
+(`embeddings_model`). None is listed by default (each costs a vLLM process); the built-in
+`tiny-embed` is added with `ftserve models add tiny-embed --source builtin:tiny-embed --task embed`.
 """
 
 from __future__ import annotations
@@ -20,8 +24,12 @@ import re
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from service.settings import Settings
+
+Task = Literal["generate", "embed"]
+TASKS: tuple[Task, ...] = ("generate", "embed")
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 """Names appear inside `ft:{base}:…` ids, so no colons or slashes."""
@@ -86,11 +94,17 @@ class BaseModel:
     requests with `tools` and `tool_choice: "auto"` get `tool_calls` back; unset, vLLM refuses them."""
     auto: TrainingDefaults | None = None
     """How `"auto"` hyperparameters resolve for this model; `None`: OpenAI's rule."""
+    task: Task = "generate"
+    """`generate`: a chat/completion model, served with LoRA adapters and fine-tunable. `embed`: an
+    embeddings model, served by vLLM's pooling runner on `/v1/embeddings` only (no adapters, no
+    fine-tuning); the `cosine` grader embeds with the first such entry."""
 
     def __post_init__(self) -> None:
         # The catalogue file holds `auto` as a JSON object.
         if isinstance(self.auto, dict):
             object.__setattr__(self, "auto", TrainingDefaults(**self.auto))
+        if self.task not in TASKS:
+            raise ValueError(f"invalid task {self.task!r} for model {self.name!r}: one of {', '.join(TASKS)}")
 
     @property
     def is_builtin(self) -> bool:
@@ -117,6 +131,10 @@ class Catalog:
 
     def names(self) -> list[str]:
         return [m.name for m in self.models]
+
+    def embeddings_model(self) -> BaseModel | None:
+        """The first entry marked `task: embed`: what the `cosine` grader embeds with."""
+        return next((m for m in self.models if m.task == "embed"), None)
 
 
 def catalog_path(settings: Settings) -> Path:

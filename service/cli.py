@@ -7,7 +7,7 @@
     ftserve keys list [--org NAME] [--data-dir DIR]
     ftserve keys revoke KEY_ID [--data-dir DIR]
     ftserve db upgrade [--data-dir DIR]
-    ftserve models list | add NAME --source S [--alias A]… [--data-dir DIR]
+    ftserve models list | add NAME --source S [--alias A]… [--task embed] [--data-dir DIR]
     ftserve openapi > openapi/openapi.json
 
 Every command reads the same settings (`FTSERVE_*`, `DATABASE_URL`, `REDIS_URL`, `STORAGE_URL`);
@@ -226,7 +226,8 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 
     for model in load_catalog(_settings(args)).models:
         aliases = f" (aliases: {', '.join(model.aliases)})" if model.aliases else ""
-        print(f"{model.name}\t{model.source}{aliases}")
+        task = " [embed]" if model.task == "embed" else ""
+        print(f"{model.name}\t{model.source}{task}{aliases}")
     return 0
 
 
@@ -241,6 +242,7 @@ def cmd_models_add(args: argparse.Namespace) -> int:
         learning_rate=args.learning_rate,
         max_seq_len=args.max_seq_len,
         tool_call_parser=args.tool_call_parser,
+        task=args.task,
     )
     try:
         save_entry(_settings(args), entry)
@@ -309,12 +311,14 @@ def build_parser() -> argparse.ArgumentParser:
     with_data_dir(models.add_parser("list", help="list base models")).set_defaults(func=cmd_models_list)
     add = with_data_dir(models.add_parser("add", help="add or replace a base model"))
     add.add_argument("name", help="public name, used in fine-tuned model ids")
-    add.add_argument("--source", required=True, help="Hugging Face id or local directory")
+    add.add_argument("--source", required=True, help="Hugging Face id, local directory, or builtin:tiny-embed")
     add.add_argument("--alias", action="append", help="another name that resolves to this model (repeatable)")
     add.add_argument("--no-serve", action="store_true", help="do not start an inference server for it")
     add.add_argument("--learning-rate", type=float, default=2e-4, help="base learning rate (default 2e-4)")
     add.add_argument("--max-seq-len", type=int, default=4096, help="training truncation length (default 4096)")
     add.add_argument("--tool-call-parser", help="vLLM tool-call parser for the model (hermes, llama3_json, …)")
+    add.add_argument("--task", choices=["generate", "embed"], default="generate",
+                     help="embed: an embeddings model, served on /v1/embeddings (default generate)")  # fmt: skip
     add.set_defaults(func=cmd_models_add)
 
     add_webhook_commands(sub, with_data_dir, lambda args, work: _with_database(_settings(args), work))

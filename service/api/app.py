@@ -37,7 +37,7 @@ from service.api.fine_tuning.controllers import FineTuningJobController
 from service.api.fine_tuning.services import JobService
 from service.api.graders.controllers import GraderController
 from service.api.health import health, queue_depth, ready
-from service.api.inference.controllers import CompletionController
+from service.api.inference.controllers import CompletionController, EmbeddingController
 from service.api.middleware.edge import EdgeMiddleware
 from service.api.middleware.metrics import MetricsMiddleware
 from service.api.models.controllers import ModelController
@@ -192,6 +192,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             GraderController,
             EvalController,
             CompletionController,
+            EmbeddingController,
             WebhookController,
             UsageController,
             *DASHBOARD_ROUTES,

@@ -9,7 +9,7 @@ from typing import Any
 
 from simpleeval import EvalWithCompoundTypes, InvalidExpression
 
-from service.graders import model, sandbox, similarity
+from service.graders import embeddings, model, sandbox, similarity
 from service.graders.errors import GraderErrors, SampleFailure
 from service.graders.spec import FORMULA_FUNCTIONS, GradingOptions, score_range, sub_graders
 from service.graders.template import render
@@ -83,14 +83,29 @@ async def _grade(grader: dict[str, Any], context: dict[str, Any], options: Gradi
         result.reward = 1.0 if matched else 0.0
     elif kind == "text_similarity":
         text, reference = render(grader["input"], context), render(grader["reference"], context)
-        result.reward = similarity.score(grader["evaluation_metric"], text, reference, options.wordnet_dir,
-                                         options.cache_dir)  # fmt: skip
+        if grader["evaluation_metric"] == "cosine":
+            await _grade_cosine(text, reference, options, result)
+        else:
+            result.reward = similarity.score(grader["evaluation_metric"], text, reference, options.wordnet_dir,
+                                             options.cache_dir)  # fmt: skip
     elif kind == "python":
         result.reward = await sandbox.run_python(grader["source"], context["sample"], context["item"], options.limits)
     elif kind in ("score_model", "label_model"):
         await _grade_model(grader, context, options, result)
     elif kind == "multi":
         await _grade_multi(grader, context, options, result)
+
+
+async def _grade_cosine(text: str, reference: str, options: GradingOptions, result: GradeResult) -> None:
+    embedder = options.embedder
+    if embedder is None:  # the grader was checked without one: the same 400 as then
+        similarity.check_metric("cosine", options.wordnet_dir, options.cache_dir)
+        return
+    try:
+        result.reward, usage = await embeddings.cosine_similarity(embedder, text, reference)
+    except model.SamplerError as error:
+        raise SampleFailure("model_grader_server_error", str(error)) from None
+    result.usage_per_model.setdefault(embedder.model, model.Usage()).add(usage)
 
 
 async def _grade_model(grader: dict[str, Any], context: dict[str, Any], options: GradingOptions,

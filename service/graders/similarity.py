@@ -6,7 +6,8 @@
 - `meteor`: nltk's METEOR on lower-cased whitespace tokens, with WordNet synonyms read from the
   system's WordNet data (Debian's `wordnet-base`, in `/usr/share/wordnet`).
 - `rouge_1` … `rouge_5`, `rouge_l`: rouge-score's F-measure (reference as target, input as prediction).
-- `cosine`: needs an embeddings model; refused until the catalogue has one.
+- `cosine`: the cosine of the two texts' embeddings from the catalogue's embeddings model, in
+  [-1, 1] (`service.graders.embeddings`); refused (400) while the catalogue has none.
 """
 
 from __future__ import annotations
@@ -17,9 +18,12 @@ import re
 import shutil
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from service.graders.errors import GraderConfigError
+
+if TYPE_CHECKING:
+    from service.graders.embeddings import Embedder
 
 METRICS = (
     "fuzzy_match", "bleu", "gleu", "meteor", "cosine",
@@ -80,18 +84,20 @@ _LEXNAMES = [
 _CATEGORY = {"noun": 1, "verb": 2, "adj": 3, "adv": 4}
 
 
-def check_metric(metric: Any, wordnet_dir: Path, cache_dir: Path) -> None:
-    """Refuse (400) a metric that is unknown or whose data or model is missing here."""
+def check_metric(metric: Any, wordnet_dir: Path, cache_dir: Path, embedder: Embedder | None = None) -> None:
+    """Refuse (400) a metric that is unknown or whose data or model is missing here (`embedder`: the
+    catalogue's embeddings model, which `cosine` needs)."""
     if metric not in METRICS:
         raise GraderConfigError(
             f"Invalid `evaluation_metric` {metric!r}; expected one of {', '.join(METRICS)}.",
             param="grader.evaluation_metric",
         )
-    if metric == "cosine":
+    if metric == "cosine" and embedder is None:
         raise GraderConfigError(
             "The `cosine` metric needs an embeddings model, and this service's catalogue has none: "
-            "an operator adds one by listing an embeddings model in the catalogue (`task: embed`) "
-            "served by a vLLM pooling server.",
+            "an operator adds one to the catalogue with `task: embed` (the built-in one: "
+            "`ftserve models add tiny-embed --source builtin:tiny-embed --task embed`, or any "
+            "sentence-transformers model vLLM's pooling runner serves), then restarts `ftserve up`.",
             param="grader.evaluation_metric",
             code="embeddings_model_missing",
         )
@@ -167,7 +173,7 @@ def score(metric: str, text: str, reference: str, wordnet_dir: Path, cache_dir: 
         return float(meteor_score([_tokens(reference)], _tokens(text), wordnet=reader))
     if metric.startswith("rouge_"):
         return _rouge(metric)(reference, text)
-    check_metric(metric, wordnet_dir, cache_dir)  # cosine, or unknown: the same 400
+    check_metric(metric, wordnet_dir, cache_dir)  # cosine (asynchronous: `embeddings`), or unknown: a 400
     raise AssertionError(metric)
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from service.graders import model, sandbox, similarity
+from service.graders import embeddings, model, sandbox, similarity
 from service.graders.errors import GraderConfigError
 from service.graders.template import check_template
 from service.settings import Settings
@@ -31,6 +31,8 @@ class GradingOptions:
     """Where the WordNet copy nltk reads lives."""
     python_enabled: bool = True
     limits: sandbox.SandboxLimits = field(default_factory=sandbox.SandboxLimits)
+    embedder: embeddings.Embedder | None = None
+    """Embeds texts for the `cosine` metric; None: `cosine` is refused."""
 
     @classmethod
     def from_settings(cls, settings: Settings, sampler: model.Sampler | None) -> GradingOptions:
@@ -42,6 +44,8 @@ class GradingOptions:
             cache_dir=settings.resolved_data_dir() / "graders",
             python_enabled=settings.python_grader.lower() not in ("off", "0", "false", "no"),
             limits=limits,
+            # The sampler's HTTP client, where it has one, is shared rather than opened per call.
+            embedder=embeddings.catalog_embedder(settings, getattr(sampler, "http", None)),
         )
 
 
@@ -73,7 +77,8 @@ async def check_grader(
             param=f"{param}.operation",
         )
     if kind == "text_similarity":
-        similarity.check_metric(grader.get("evaluation_metric"), options.wordnet_dir, options.cache_dir)
+        similarity.check_metric(grader.get("evaluation_metric"), options.wordnet_dir, options.cache_dir,
+                                options.embedder)  # fmt: skip
     if kind == "python":
         source = _string(grader, "source", param)
         try:

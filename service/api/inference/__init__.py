@@ -1,1 +1,1 @@
-"""`/v1/chat/completions` and `/v1/completions`: the gateway to the inference servers."""
+"""`/v1/chat/completions`, `/v1/completions` and `/v1/embeddings`: the gateway to the inference servers."""

@@ -65,9 +65,12 @@ async def forward(
     body: dict[str, Any],
     served: ServedModel,
     api_key: str | None = None,
+    *,
+    completions_usage: bool = True,
 ) -> Response[Any] | Stream:
     """POST `body` to the server with the inference key, and answer as OpenAI would, streamed
-    when `stream` is true."""
+    when `stream` is true. `completions_usage`: count the answer's tokens in the organisation's
+    completions usage (not for embeddings, which OpenAI reports apart)."""
     upstream = {**body, "model": server_name(served)}
     wants_usage = usage_requested(body)
     if body.get("stream"):
@@ -106,7 +109,8 @@ async def forward(
         finally:
             await response.aclose()
         if isinstance(payload, dict):
-            count_usage(served.id, payload.get("usage"))
+            if completions_usage:
+                count_usage(served.id, payload.get("usage"))
             count_tokens(served, payload.get("usage"))
         return Response(_rename(payload, served.id), media_type="application/json")
     return Stream(

@@ -1,4 +1,4 @@
-"""What `/v1/chat/completions` and `/v1/completions` answer, for the OpenAPI document.
+"""What `/v1/chat/completions`, `/v1/completions` and `/v1/embeddings` answer, for the OpenAPI document.
 
 The gateway relays vLLM's answers as they are (renaming only `model`), so these models
 document the shape rather than validate it; they follow OpenAI's `ChatCompletion` and
@@ -82,6 +82,30 @@ class Completion(BaseModel):
     model: str
     choices: list[CompletionChoice]
     usage: Usage | None = None
+
+
+class EmbeddingUsage(BaseModel):
+    prompt_tokens: int
+    """Tokens of the input."""
+    total_tokens: int
+    """The same: an embedding generates nothing."""
+
+
+class Embedding(BaseModel):
+    index: int
+    """The position of its text in `input`."""
+    object: Literal["embedding"]
+    embedding: list[float] | str
+    """The vector; base64 of little-endian float32s with `encoding_format: "base64"`."""
+
+
+class CreateEmbeddingResponse(BaseModel):
+    """OpenAI's answer of `/v1/embeddings`."""
+
+    object: Literal["list"]
+    data: list[Embedding]
+    model: str
+    usage: EmbeddingUsage
 
 
 def answer(model: type[BaseModel], what: str) -> ResponseSpec:
