@@ -109,6 +109,18 @@ def test_cosine_checked_with_an_embeddings_model_fails_per_sample_without_its_se
     assert result.reward == 0.0 and result.errors.as_dict()["model_grader_server_error"] is True
 
 
+def test_openapi_document_describes_embeddings_as_openai() -> None:
+    from openai.types import CreateEmbeddingResponse, Embedding
+
+    doc = json.loads((Path(__file__).resolve().parent.parent / "openapi" / "openapi.json").read_text())
+    operation = doc["paths"]["/v1/embeddings"]["post"]
+    assert operation["operationId"] == "createEmbedding"
+    schemas = doc["components"]["schemas"]
+    for ours, sdk in ((schemas["CreateEmbeddingResponse"], CreateEmbeddingResponse), (schemas["Embedding"], Embedding)):
+        wanted = {f.alias or name for name, f in sdk.model_fields.items() if f.is_required()}
+        assert wanted <= set(ours["required"])
+
+
 # --- one `ftserve up` serving tiny-embed ------------------------------------------------------
 
 
