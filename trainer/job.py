@@ -28,6 +28,7 @@ from service.settings import Settings
 from service.storage import ObjectStorage, download_tree, upload_tree
 from service.training_defaults import DPO_DEFAULT_BETA
 from trainer.artifacts import results_csv, write_marker
+from trainer.base_models import base_model_path
 from trainer.data import tokenize_chat
 from trainer.dpo import REFERENCE_ADAPTER, DPOObjective, tokenize_preference
 from trainer.loop import run
@@ -107,19 +108,6 @@ def load_training_state(path: Path) -> dict[str, Any]:
     history: tensors and plain values only), loaded without running code: it comes from storage,
     which a pickle must not turn into code execution in a worker."""
     return dict(torch.load(path, weights_only=True))
-
-
-def base_model_path(base: BaseModel, settings: Settings) -> Path:
-    """A local directory with the base model's weights and tokenizer."""
-    if base.source == "builtin:tiny-chat":
-        from trainer.tiny_model import ensure_tiny_chat
-
-        return ensure_tiny_chat(settings.resolved_data_dir() / "models")
-    if Path(base.source).is_dir():
-        return Path(base.source)
-    from huggingface_hub import snapshot_download
-
-    return Path(snapshot_download(base.source))
 
 
 def read_examples(

@@ -8,92 +8,28 @@ through a `TrainingCallbacks` object (metrics, checkpoints, whether to stop).
 from __future__ import annotations
 
 import logging
-import math
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any
 
 import numpy as np
 import torch
 
 from trainer.attention import use_segment_attention
 from trainer.data import IGNORE_INDEX, TokenizedExample
+from trainer.loop import (  # the loop's types, used here and re-exported for the methods' modules
+    LoraSettings,
+    SFTConfig,
+    StepOutcome,
+    StopRequest,
+    TrainingCallbacks,
+    TrainResult,
+    run,
+)
+
+__all__ = ["LoraSettings", "SFTConfig", "StepOutcome", "StopRequest", "TrainResult", "TrainingCallbacks"]
 
 logger = logging.getLogger(__name__)
-
-StopRequest = Literal["cancel", "pause"] | None
-
-
-@dataclass
-class LoraSettings:
-    """LoRA defaults an operator can override per base model in the catalogue.
-
-    Example:
-        >>> LoraSettings(r=16, alpha=32).target_modules
-        ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj']
-    """
-
-    r: int = 8
-    alpha: int = 16
-    dropout: float = 0.0
-    target_modules: list[str] = field(
-        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-    )
-
-
-@dataclass
-class SFTConfig:
-    """One training run.
-
-    Example:
-        >>> SFTConfig(n_epochs=3, batch_size=2, learning_rate=1e-3, seed=7).warmup_steps(100)
-        3
-    """
-
-    n_epochs: int
-    batch_size: int
-    learning_rate: float
-    seed: int
-    lora: LoraSettings = field(default_factory=LoraSettings)
-    log_every_steps: int = 1
-    pack: bool = True
-    """Padding-free packing: each optimizer step's examples are laid end to end in as few rows as
-    fit `max_tokens_per_microbatch`, with `position_ids` restarting at each example and attention
-    confined to each example (`trainer.attention`). False: one batch padded to the longest."""
-    max_tokens_per_microbatch: int | None = None
-    """Tokens one forward pass may hold: the length of a packed row (a longer example gets a row of
-    its own). A step's further rows are further passes whose gradients accumulate, so `batch_size`
-    still means examples per optimizer step. Unset: 4,096 on the CPU and 16,384 on a GPU."""
-    gradient_checkpointing: bool = False
-    """Recompute each layer's activations in the backward pass instead of keeping them: about a
-    third more compute for far less memory, so longer rows (or larger models) fit a device."""
-    peak_flops: float | None = None
-    """One device's peak FLOP/s; when known, metric events carry `mfu` (`trainer.throughput`)."""
-    warmup_ratio: float = 0.03
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-
-    def warmup_steps(self, total_steps: int) -> int:
-        return max(0, math.ceil(total_steps * self.warmup_ratio))
-
-
-class TrainingCallbacks(Protocol):
-    def on_metrics(self, step: int, total_steps: int, metrics: dict[str, float]) -> None: ...
-    def on_epoch_end(self, epoch: int, step: int, total_steps: int, save: Any, metrics: dict[str, float]) -> None: ...
-    def should_stop(self, step: int) -> StopRequest: ...
-    def on_stop(self, request: StopRequest, step: int, save_state: Any) -> None: ...
-
-
-@dataclass
-class TrainResult:
-    steps: int
-    trained_tokens: int
-    final_train_loss: float
-    stopped: StopRequest = None
-    processed_tokens: int = 0
-    """Tokens this run put through the model, padding included (its padding efficiency is
-    the real tokens over this)."""
 
 
 def _pack_rows(examples: list[TokenizedExample], budget: int) -> list[list[TokenizedExample]]:
@@ -279,19 +215,6 @@ def _apply_fused_kernels(base: Any) -> None:
         logger.warning("Liger kernels not applied: %s", exc)
 
 
-@dataclass
-class StepOutcome:
-    """What one optimizer step's forward and backward passes produced."""
-
-    loss: float
-    metrics: dict[str, float]
-    """Named as in the metrics events: `train_mean_token_accuracy`, `train_reward_margin`…"""
-    trained_tokens: int
-    """Tokens that carried loss."""
-    processed_tokens: int
-    """Tokens through the model, padding included (none when packed)."""
-
-
 class SFTObjective:
     """Next-token loss on assistant tokens, averaged over the step's tokens, on packed rows."""
 
@@ -339,7 +262,5 @@ def train(
     resume_state: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Supervised fine-tuning of the LoRA weights of `model` (see `trainer.loop.run`)."""
-    from trainer.loop import run
-
     return run(model, config, examples, callbacks, SFTObjective(pad_id), validation=validation,
                resume_state=resume_state)  # fmt: skip
