@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -197,6 +199,47 @@ def test_python_sandbox_refuses_or_kills(name: str, options) -> None:
     assert result.errors.python_grader_runtime_error
     assert result.errors.python_grader_runtime_error_details
     assert result.response()["metadata"]["errors"]["python_grader_runtime_error"] is True
+
+
+def children() -> list[str]:
+    """This process's child processes, zombies included (their `stat` lines)."""
+    me, found = str(os.getpid()), []
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            stat = (entry / "stat").read_text()
+            if entry.name.isdigit() and stat.rsplit(")", 1)[1].split()[1] == me:
+                found.append(stat)
+    return found
+
+
+def test_python_sandboxes_run_side_by_side_each_with_its_own_process_limit(options) -> None:
+    """Many sandboxes at once (more than one user's process limit would allow), one of them a fork
+    bomb: every other grades, and no process of any sandbox is left behind, zombie or not."""
+    grader = python("def grade(s, i):\n    return float(s['output_text'] == i['ref'])\n")
+
+    async def go() -> list[Any]:
+        bomb = grade(python(ESCAPES["fork_bomb"]), sample_namespace("x"), {}, options)
+        calls = [grade(grader, sample_namespace(str(k)), {"ref": str(k % 2)}, options) for k in range(24)]
+        return await asyncio.gather(bomb, *calls)
+
+    bomb, *results = asyncio.run(go())
+    assert bomb.errors.python_grader_runtime_error
+    assert [r.errors.any() for r in results] == [False] * 24, [r.errors.as_dict() for r in results if r.errors.any()]
+    assert [r.reward for r in results] == [float(k % 2 == k) for k in range(24)]
+    assert children() == []
+
+
+def test_a_cancelled_grading_call_kills_and_reaps_its_sandbox(options) -> None:
+    async def go() -> None:
+        call = asyncio.ensure_future(grade(python(ESCAPES["sleep_forever"]), sample_namespace("x"), {}, options))
+        await asyncio.sleep(0.5)
+        assert children()  # the sandbox is running
+        call.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await call
+
+    asyncio.run(go())
+    assert children() == []
 
 
 def test_python_graders_switched_off(options) -> None:
