@@ -206,3 +206,13 @@ def test_cosine_grader_through_the_embeddings_server(embeddings_api: Server) -> 
     assert unrelated == pytest.approx(cosine(data[0].embedding, data[1].embedding), abs=1e-6)
     checked = client.fine_tuning.alpha.graders.validate(grader=cosine_grader())
     assert checked.grader.evaluation_metric == "cosine"  # type: ignore[union-attr]
+
+
+def test_an_embeddings_model_cannot_be_fine_tuned(embeddings_api: Server) -> None:
+    from tests.support import qa_jsonl
+
+    client = embeddings_api.client()
+    training = client.files.create(file=("t.jsonl", qa_jsonl()), purpose="fine-tune")
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.fine_tuning.jobs.create(model="tiny-embed", training_file=training.id)
+    assert caught.value.body["code"] == "model_not_available" and caught.value.body["param"] == "model"

@@ -95,7 +95,11 @@ OPERATIONS: list[tuple[str, str, str, type[BaseModel] | None, str | None, Any]] 
     ("get", "/evals/{eval_id}/runs/{run_id}/output_items/{output_item_id}", "getEvalRunOutputItem",
      OutputItemRetrieveResponse, None, None),
 ]  # fmt: skip
-PASSED_THROUGH = [("post", "/chat/completions", "createChatCompletion"), ("post", "/completions", "createCompletion")]
+PASSED_THROUGH = [
+    ("post", "/chat/completions", "createChatCompletion"),
+    ("post", "/completions", "createCompletion"),
+    ("post", "/embeddings", "createEmbedding"),
+]
 """Forwarded to vLLM as they come: only the operation is checked, not the body's schema."""
 PATH_PARAMS_ONLY = {"eval_id", "run_id", "output_item_id", "file_id", "upload_id", "fine_tuning_job_id", "model"}
 

@@ -198,7 +198,8 @@ class JobService:
         or one shared with it), that adapter's storage prefix. Anything else, a deleted or a
         foreign model included, answers the same 400, so that no one learns what exists."""
         served = await resolve_model(self.session, self.catalog, self.organization, model)
-        if served is None or (model.startswith("ft:") and served.adapter is None):
+        trainable = served is not None and served.base.task != "embed"  # embeddings models are served, not tuned
+        if served is None or not trainable or (model.startswith("ft:") and served.adapter is None):
             raise InvalidRequestError(
                 f"Model {model!r} is not available for fine-tuning. Available: {', '.join(self.catalog.names())}, "
                 "or a fine-tuned model or checkpoint of your organization.",
