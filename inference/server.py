@@ -21,19 +21,8 @@ import os
 import sys
 from pathlib import Path
 
-from pydantic import Field
-
 from service.catalog import BaseModel, load_catalog
-from service.settings import Settings
-
-
-class InferenceSettings(Settings):
-    """`Settings` plus what only an inference server reads."""
-
-    inference_gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
-    """Share of its GPU's memory one vLLM server takes for weights, adapter slots and KV cache
-    (`FTSERVE_INFERENCE_GPU_MEMORY_UTILIZATION`); GPU builds only, a CPU build sizes its KV cache
-    with `FTSERVE_INFERENCE_CPU_KV_CACHE_GIB`."""
+from service.settings import InferenceSettings
 
 
 def vllm_arguments(
@@ -71,7 +60,7 @@ def vllm_arguments(
     ]  # fmt: skip
 
 
-def _environment(settings: Settings) -> None:
+def _environment(settings: InferenceSettings) -> None:
     os.environ["VLLM_API_KEY"] = settings.inference_api_key or ""
     os.environ["VLLM_PLUGINS"] = "ftserve"  # only ours: no other resolver answers for our names
     os.environ["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = "true"  # resolvers are consulted only then

@@ -253,6 +253,16 @@ def cmd_models_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_config(args: argparse.Namespace) -> int:
+    from service.settings import ROLES
+    from service.settings.describe import describe
+
+    for role in [args.role] if args.role else list(ROLES):
+        print(f"# {role}")
+        print("\n".join(describe(ROLES[role])))
+    return 0
+
+
 def cmd_openapi(args: argparse.Namespace) -> int:
     from service.api.app import create_app
 
@@ -322,6 +332,10 @@ def build_parser() -> argparse.ArgumentParser:
     add.set_defaults(func=cmd_models_add)
 
     add_webhook_commands(sub, with_data_dir, lambda args, work: _with_database(_settings(args), work))
+
+    config = sub.add_parser("config", help="print a role's settings: variable, value (secrets hidden), meaning")
+    config.add_argument("--role", choices=["api", "worker", "inference"], help="only this role's (default: each)")
+    config.set_defaults(func=cmd_config)
 
     openapi = sub.add_parser("openapi", help="print the service's OpenAPI document")
     openapi.add_argument("-o", "--output", help="write to this file instead of stdout")
