@@ -7,9 +7,13 @@ Each call starts a fresh process tree under bubblewrap (`bwrap`) with:
   `/proc` and `/dev`, and an empty, read-only working directory: nothing of the service's data,
   no other tenant's files, nowhere to write;
 - resource limits (`prlimit`): CPU seconds, address space, processes, file size, open files;
-- a wall-clock timeout, after which the whole process group is killed and reaped (bwrap's PID
-  namespace dies with its first process, taking every descendant with it; `--die-with-parent`
-  does the same should this process die first).
+- a wall-clock timeout, after which the sandbox is killed and reaped before the call returns:
+  the grader is the PID namespace's first process (`--as-pid-1`), so its death takes every
+  descendant with it, and bwrap, whose child it is, reaps it and exits (`--die-with-parent`
+  does the same should this process die first). bwrap's own init process is left out on
+  purpose: bwrap exits as soon as the command does, before that init is reaped, which leaves a
+  zombie to the host's init; where that init is slow to reap, the zombies pile up and count
+  against the process limit below.
 
 **The process limit, per sandbox.** RLIMIT_NPROC is not counted per process tree: the kernel
 counts every process of the sandbox's *real* user on the host (a user namespace maps it to a
@@ -152,7 +156,7 @@ def command(limits: SandboxLimits, slot: int = 0) -> list[str]:
         uid = SLOT_UID_BASE + slot
         argv += [setpriv, f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
     argv += [
-        bwrap, "--unshare-all", "--die-with-parent", "--new-session",
+        bwrap, "--unshare-all", "--as-pid-1", "--die-with-parent", "--new-session",
         "--ro-bind", "/usr", "/usr",
         "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64", "--symlink", "usr/bin", "/bin",
         "--proc", "/proc", "--dev", "/dev",
@@ -241,10 +245,29 @@ async def _run(argv: list[str], payload: bytes, deadline: float, timeout_s: floa
         ) from None
     finally:
         if process.returncode is None:
-            # Cancelled or timed out: its process group goes (bwrap's PID namespace with it), then
-            # it is reaped even if this task is being cancelled.
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(process.pid, signal.SIGKILL)
-            await asyncio.shield(process.wait())
+            await asyncio.shield(_kill(process))
     assert process.returncode is not None
     return stdout, stderr, process.returncode
+
+
+async def _kill(process: asyncio.subprocess.Process) -> None:
+    """Kill a sandbox that overran or was cancelled, and reap it.
+
+    What bwrap runs goes first, so that bwrap reaps it and exits: killing bwrap first would hand
+    its child to the host's init, a zombie (still counted by the slot's process limit) for as long
+    as that init does not reap it. The child is the sandbox's PID 1 (`--as-pid-1`): its death
+    takes every process of the sandbox with it. Should bwrap not follow (caught mid-setup), its
+    process group is killed too."""
+    _kill_children(process.pid)
+    try:
+        await asyncio.wait_for(asyncio.shield(process.wait()), 2.0)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+        await process.wait()
+
+
+def _kill_children(pid: int) -> None:
+    with contextlib.suppress(OSError):  # procfs: no disk behind it
+        for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+            os.kill(int(child), signal.SIGKILL)
