@@ -154,8 +154,9 @@ def main() -> int:
             for label, values in rounds.items():
                 # Each round's ratio to the base model measured in the same round: drift cancels out.
                 ratios = [v / b for v, b in zip(values, rounds["base model only"], strict=True)]
+                spread = f"({min(ratios):.2f}-{max(ratios):.2f}x)"
                 print(f"  {label:20s} {statistics.median(values):8.1f} tokens/s ({min(values):.1f}-{max(values):.1f})"
-                      f"  {statistics.median(ratios):.2f}x the base ({min(ratios):.2f}-{max(ratios):.2f}x)")  # fmt: skip
+                      f"  {statistics.median(ratios):.2f}x the base {spread}")  # fmt: skip
             tuned = done[0].fine_tuned_model or ""
             for tokens in (4, 64):
                 latencies(client, "tiny-chat", 10, tokens)
