@@ -92,7 +92,7 @@ def held_out_reward(model_dir: Path, adapter_dir: Path | None, grader: dict[str,
 
     async def scores() -> list[float]:
         options = GradingOptions()
-        limit = asyncio.Semaphore(1)  # one sandbox at a time: they share one user's process limit
+        limit = asyncio.Semaphore(4)
 
         async def one(item: dict[str, Any], text: str) -> float:
             async with limit:

@@ -48,9 +48,9 @@ def fx_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     entry = {"name": MODEL, "source": str(start), "serve": False, "learning_rate": rft_task.LEARNING_RATE,
              "max_seq_len": 256}  # fmt: skip
     (data_dir / "models.json").write_text(json.dumps({"models": [entry]}))
-    # One python sandbox at a time: concurrent ones share the sandbox user's process limit (see README).
+    # Four sandboxes at once, each with its own process limit (service.graders.sandbox).
     stack = make_stack(request, "sqlite-local", data_dir, FTSERVE_RFT_MAX_SAMPLE_TOKENS="8",
-                       FTSERVE_RFT_GRADER_CONCURRENCY="1")  # fmt: skip
+                       FTSERVE_RFT_GRADER_CONCURRENCY="4")  # fmt: skip
     try:
         yield stack
     finally:

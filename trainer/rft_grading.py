@@ -19,6 +19,9 @@ from service.graders import GradingOptions, grade, sample_namespace
 from service.graders.spec import sub_graders
 from service.settings import Settings
 
+CALL_BOUND_S = 300.0
+"""The longest one grading call may take (a model grader's request with its retries)."""
+
 
 @dataclass
 class GradedGroup:
@@ -78,8 +81,20 @@ class GraderPool:
         return GatewaySampler(sessionmaker, self.settings, http, organization)
 
     def grade_groups(self, items: list[dict[str, Any]], texts: list[list[str]]) -> list[GradedGroup]:
-        """Each item's completions graded; per-sample failures are counted, never raised."""
-        return asyncio.run_coroutine_threadsafe(self._grade_all(items, texts), self.loop).result()
+        """Each item's completions graded; per-sample failures are counted, never raised.
+
+        The wait is bounded, so that no grader can hang the training thread: every call has a
+        limit of its own (the python sandbox's wall clock, the model grader's HTTP timeout), and a
+        round takes at most its waves of `concurrency` calls at `CALL_BOUND_S` each; past that the
+        round is cancelled (sandboxes killed) and the step fails with `TimeoutError`."""
+        waves = -(-sum(len(group) for group in texts) // self.concurrency)
+        bound = waves * max(CALL_BOUND_S, self.settings.python_grader_timeout_s) + 30.0
+        future = asyncio.run_coroutine_threadsafe(self._grade_all(items, texts), self.loop)
+        try:
+            return future.result(timeout=bound)
+        except TimeoutError:
+            future.cancel()
+            raise TimeoutError(f"Grading a step's samples took over {bound:g} s; a grader hangs.") from None
 
     async def _grade_all(self, items: list[dict[str, Any]], texts: list[list[str]]) -> list[GradedGroup]:
         options = await self._options()
