@@ -21,7 +21,6 @@ import torch
 
 from service.adapters import base_fingerprint
 from service.catalog import BaseModel
-from service.datasets import check_example, check_item_fields, check_shape, grader_item_fields, parse_line
 from service.errors import InvalidFileError
 from service.fine_tuning.layout import saved_adapter_prefix, saved_state_prefix
 from service.settings import Settings
@@ -37,6 +36,7 @@ from trainer.rft_grading import GraderPool, sub_grader_names
 from trainer.sampling import LocalSampler, VllmSampler
 from trainer.sft import LoraSettings, SFTConfig, SFTObjective, StopRequest, load_lora_model, training_device
 from trainer.throughput import device_peak_flops
+from trainer.token_cache import checked_examples, load_or_build
 
 log = logging.getLogger("ftserve.trainer")
 Control = Literal["cancel", "pause", "requeue", "lost", "time_limit"]
@@ -113,18 +113,10 @@ def load_training_state(path: Path) -> dict[str, Any]:
 def read_examples(
     storage: ObjectStorage, key: str, param: str, method: str = "supervised", grader: dict[str, Any] | None = None
 ) -> list[dict[str, Any]]:
-    """Every example of a stored JSONL file, each checked again for the job's method (the file may
-    predate a rule), with the fields a reinforcement job's grader reads."""
-    examples: list[dict[str, Any]] = []
-    data = b"".join(storage.read_chunks(key))
-    fields = grader_item_fields(grader) if grader else []
+    """Every example of a stored JSONL file, read in chunks and each checked again for the job's
+    method (the file may predate a rule), with the fields a reinforcement job's grader reads."""
     try:
-        for line_number, raw in enumerate(data.split(b"\n"), start=1):
-            example = parse_line(raw, line_number, param)
-            if example is not None:
-                check_shape(check_example(example, line_number, param), line_number, param, method)
-                check_item_fields(example, fields, line_number, param)
-                examples.append(example)
+        examples = list(checked_examples(storage.read_chunks(key), param, method, grader))
     except InvalidFileError as exc:
         raise JobFailure(exc.code or "invalid_file", exc.message, param) from exc
     if not examples:
@@ -145,6 +137,24 @@ def tokenize_all(
         return kept, sum(p.chosen.truncated or p.rejected.truncated for p in pairs)
     out = [tokenize_chat(tokenizer, e, max_tokens=max_tokens) for e in examples]
     return [e for e in out if e.trained_tokens > 0], sum(e.truncated for e in out)
+
+
+def training_examples(spec: JobSpec, storage: ObjectStorage, settings: Settings, tokenizer: Any) -> tuple[Any, int]:
+    """The tokenised training file and how many examples were truncated. Supervised examples are
+    streamed into memory-mapped arrays under the data dir (`trainer.token_cache`), built once per
+    job on this machine and reused by a resumed attempt; preference pairs and RFT prompts are held
+    in memory."""
+    if spec.method != "supervised":
+        raw = read_examples(storage, spec.training_key, "training_file", spec.method, spec.grader)
+        return tokenize_all(tokenizer, raw, spec.base.max_seq_len, spec.method)
+    try:
+        examples, reused = load_or_build(storage, spec.training_key, tokenizer, data_dir=settings.resolved_data_dir(),
+                                         job_id=spec.job_id, max_seq_len=spec.base.max_seq_len)  # fmt: skip
+    except InvalidFileError as exc:
+        raise JobFailure(exc.code or "invalid_file", exc.message, "training_file") from exc
+    log.info("job %s: %d training examples, %d tokens, memory-mapped (%s)", spec.job_id, len(examples),
+             examples.manifest.tokens, "reused" if reused else "built")  # fmt: skip
+    return examples, examples.manifest.truncated
 
 
 class _Callbacks:
@@ -246,8 +256,7 @@ def run_training(spec: JobSpec, storage: ObjectStorage, settings: Settings, repo
         torch.set_num_threads(settings.trainer_threads)
     base_path = base_model_path(spec.base, settings)
     tokenizer = AutoTokenizer.from_pretrained(base_path)
-    raw = read_examples(storage, spec.training_key, "training_file", spec.method, spec.grader)
-    examples, truncated = tokenize_all(tokenizer, raw, spec.base.max_seq_len, spec.method)
+    examples, truncated = training_examples(spec, storage, settings, tokenizer)
     if truncated:
         reporter.event(
             f"{truncated} training example(s) exceed {spec.base.max_seq_len} tokens and were truncated at the end.",

@@ -38,6 +38,7 @@ from service.metrics import trainer as worker_metrics
 from service.queue import TRAIN_FUNCTION, TRAIN_QUEUE, redis_settings
 from service.settings import Settings
 from service.storage import ObjectStorage, configured_storage
+from trainer import token_cache
 from trainer.job import JobFailure, JobSpec, Outcome, run_training
 from trainer.pod_deletion_cost import mark_busy
 from trainer.reporting import DatabaseReporter, HeldJob, guarded_write, heartbeat
@@ -83,6 +84,8 @@ async def _record_outcome(ctx: dict[str, Any], held: HeldJob, org_id: str, spec:
     if outcome.stopped == "lost" or held.control == "lost":
         log.warning("job %s: lease lost at step %s; the next worker resumes it", spec.job_id, outcome.step)
         return
+    if outcome.stopped not in ("pause", "requeue"):  # the job has ended: no attempt will read its tokens again
+        await asyncio.to_thread(token_cache.remove, ctx["settings"].resolved_data_dir(), spec.job_id)
     if outcome.stopped == "cancel":
         await guarded_write(sessionmaker, held, leases.release)
         return
