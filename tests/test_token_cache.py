@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import openai
 import pytest
 import torch
 from transformers import AutoTokenizer
@@ -16,6 +17,8 @@ from service.catalog import BaseModel
 from service.errors import InvalidFileError
 from service.settings import Settings
 from service.storage import ObjectStorage, open_storage
+from tests.conftest import Server
+from tests.support import QA, qa_jsonl, wait_for_job
 from tests.test_bad_training_files import CHECKED_BY_THE_TRAINER
 from tests.test_trainer import Recorder, lora_weights
 from trainer import token_cache
@@ -187,3 +190,14 @@ def test_training_on_mapped_examples_equals_training_on_a_list(tmp_path: Path, t
     assert len(runs[0][0]) == 6 and runs[0][0] == runs[1][0]
     for name, tensor in runs[0][1].items():
         assert torch.equal(tensor, runs[1][1][name]), name
+
+
+def test_a_finished_job_leaves_no_token_cache(server: Server, client: openai.OpenAI) -> None:
+    training = client.files.create(file=("t.jsonl", qa_jsonl(QA[:12])), purpose="fine-tune")
+    job = client.fine_tuning.jobs.create(model="tiny-chat", training_file=training.id,
+                                         hyperparameters={"n_epochs": 1, "batch_size": 4})  # fmt: skip
+    job = wait_for_job(client, job.id)
+    assert job.status == "succeeded", job.error
+    cache = Path(server.env["FTSERVE_DATA_DIR"]) / "token-cache"
+    assert cache.is_dir()  # the worker built its cache here
+    assert not (cache / job.id).exists()
