@@ -170,7 +170,7 @@ def test_jobs_are_private_to_their_organisation(client: openai.OpenAI, other_cli
         ({"seed": -1}, "seed"),
         ({"hyperparameters": {"n_epochs": 0}}, "hyperparameters.n_epochs"),
         ({"hyperparameters": {"batch_size": "big"}}, "hyperparameters.batch_size"),
-        ({"method": {"type": "reinforcement"}}, "method.type"),
+        ({"method": {"type": "reinforcement"}}, "method.reinforcement.grader"),
         ({"method": {"type": "supervised"}, "hyperparameters": {"n_epochs": 2}}, "hyperparameters"),
         ({"metadata": {f"k{i}": "v" for i in range(17)}}, "metadata"),
         ({"training_file": "file-doesnotexist"}, "training_file"),

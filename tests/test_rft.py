@@ -148,6 +148,15 @@ def test_python_rft_raises_the_reward_and_counts_the_samples_it_failed_on(
         ({**STRING_GRADER, "reference": "{{answer}}"}, "method.reinforcement.grader.reference"),
         ({"type": "python", "name": "p", "source": "def grade(:"}, "method.reinforcement.grader.source"),
         ({"type": "label_model", "name": "l"}, "method.reinforcement.grader.type"),
+        (
+            {
+                "type": "score_model",
+                "name": "judge",
+                "model": "no-such-model",
+                "input": [{"role": "user", "content": "Rate {{sample.output_text}}"}],
+            },
+            "method.reinforcement.grader.model",
+        ),
     ],
 )
 def test_a_bad_grader_is_a_400_naming_its_field(client: openai.OpenAI, grader: dict[str, Any], param: str) -> None:

@@ -50,6 +50,8 @@ from service.catalog import load_catalog
 from service.db import create_engine, create_sessionmaker
 from service.db.models import Organization
 from service.evals.runner import eval_worker, recover_forever
+from service.evals.sampler import GatewaySampler
+from service.graders import GradingOptions
 from service.logging_config import configure_logging
 from service.queue import VALIDATE_FUNCTION, VALIDATE_QUEUE, open_queue
 from service.reconciler import reconcile_forever
@@ -87,12 +89,17 @@ def provide_job_service(
     state: State,
 ) -> JobService:
     # The catalogue is a small file an operator may edit while the service runs: read it each time.
+    # A reinforcement job's grader is checked with the API's grading options, as `graders/validate`
+    # checks it, its model resolved by the API's own sampler; an unknown model names the job's field.
+    sampler = GatewaySampler(state.sessionmaker, state.settings, state.http, organization,
+                             param="method.reinforcement.grader.model")  # fmt: skip
     return JobService(
         db_session,
         organization,
         load_catalog(state.settings),
         state.queue,
         max_active_jobs=state.settings.max_active_jobs_per_organization,
+        grading=GradingOptions.from_settings(state.settings, sampler),
     )
 
 
