@@ -166,7 +166,9 @@ class RFTObjective:
         """The frozen source adapter of a job started from an `ft:` model; None: the base."""
         self.current_step = 0
         self.sampling_seconds = 0.0
-        """Time spent sampling and grading (for the benchmark's share of the step time)."""
+        """Time spent sampling (for the benchmark's share of the step time)."""
+        self.grading_seconds = 0.0
+        """Time spent waiting for the graders."""
         self.samples = 0
 
     def begin_step(self, step: int) -> None:
@@ -182,11 +184,18 @@ class RFTObjective:
 
     def rollouts(self, model: Any, items: list[RFTPrompt], group: int, seeds: list[int]) -> tuple[
         list[list[Completion]], list[GradedGroup]]:  # fmt: skip
+        completions, graded = self._sample_and_grade(model, items, group, seeds)
+        self.samples += sum(len(row) for row in completions)
+        return completions, graded
+
+    def _sample_and_grade(self, model: Any, items: list[RFTPrompt], group: int, seeds: list[int]) -> tuple[
+        list[list[Completion]], list[GradedGroup]]:  # fmt: skip
         started = time.perf_counter()
         completions = self.sampler.sample(model, [p.prompt_ids for p in items], group, seeds, self.max_new_tokens)
+        sampled = time.perf_counter()
         graded = self.grade([p.item for p in items], [[c.text for c in row] for row in completions])
-        self.sampling_seconds += time.perf_counter() - started
-        self.samples += sum(len(row) for row in completions)
+        self.sampling_seconds += sampled - started
+        self.grading_seconds += time.perf_counter() - sampled
         return completions, graded
 
     def step(self, model: Any, items: list[RFTPrompt], config: SFTConfig, normaliser: int) -> StepOutcome:
@@ -255,10 +264,6 @@ class RFTObjective:
         """The mean reward of `eval_samples` samples of each validation prompt, seeded per prompt
         alone, so that every evaluation of a job draws alike and scores compare across steps."""
         seeds = [sampling_seed(self.seed, 0, p.index, kind="eval") for p in items]
-        started = time.perf_counter()
-        completions = self.sampler.sample(model, [p.prompt_ids for p in items], self.eval_samples, seeds,
-                                          self.max_new_tokens)  # fmt: skip
-        graded = self.grade([p.item for p in items], [[c.text for c in row] for row in completions])
-        self.sampling_seconds += time.perf_counter() - started
+        _, graded = self._sample_and_grade(model, items, self.eval_samples, seeds)
         rewards = [r for g in graded for r in g.rewards]
         return {"valid_reward_mean": float(np.mean(rewards)) if rewards else 0.0}
