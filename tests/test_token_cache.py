@@ -4,6 +4,7 @@ rebuilt when its source changes, the same errors for bad lines, and the same tra
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from tests.test_bad_training_files import CHECKED_BY_THE_TRAINER
 from tests.test_trainer import Recorder, lora_weights
 from trainer import token_cache
 from trainer.job import JobFailure, JobSpec, read_examples, tokenize_all, training_examples
+from trainer.loop import _batches
 from trainer.sft import SFTConfig, load_lora_model, train
 from trainer.tiny_model import ensure_tiny_chat
 
@@ -201,3 +203,12 @@ def test_a_finished_job_leaves_no_token_cache(server: Server, client: openai.Ope
     cache = Path(server.env["FTSERVE_DATA_DIR"]) / "token-cache"
     assert cache.is_dir()  # the worker built its cache here
     assert not (cache / job.id).exists()
+
+
+def test_the_epoch_order_is_the_shuffle_of_a_list() -> None:
+    """The loop's compact order (an int64 array) is the permutation a list would have had, so
+    resumed and earlier runs see the same batches."""
+    order = list(range(103))
+    random.Random(7).shuffle(order)
+    expected = [order[i : i + 8] for i in range(0, 103, 8)]
+    assert [list(batch) for batch in _batches(range(103), 8, random.Random(7))] == expected

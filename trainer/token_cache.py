@@ -21,6 +21,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import mmap
 import os
 import shutil
 import tempfile
@@ -138,7 +139,6 @@ class MappedExamples:
     def __init__(self, directory: Path, manifest: Manifest) -> None:
         self.directory, self.manifest = directory, manifest
         tokens = manifest.tokens
-        # Copy-on-write maps: shared clean pages for reading, and a stray write never reaches the file.
         self.input_ids = _map(directory / "input_ids.i32", np.int32, tokens)
         self.labels = _map(directory / "labels.i32", np.int32, tokens)
         self.offsets = _map(directory / "offsets.i64", np.int64, manifest.examples + 1)
@@ -166,9 +166,16 @@ class MappedExamples:
 
 
 def _map(path: Path, dtype: Any, count: int) -> np.ndarray:
-    if count == 0:  # numpy cannot map an empty file
+    """The file as an array over a copy-on-write map: shared clean pages for reading, and a stray
+    write never reaches the file. Training reads examples in random order, so the map is marked
+    random: without it each page fault maps its neighbours too (read-ahead, fault-around), and the
+    worker's RSS grew by about 200 KiB per example read."""
+    if count == 0:  # an empty file cannot be mapped
         return np.zeros(0, dtype=dtype)
-    return np.memmap(path, dtype=dtype, mode="c", shape=(count,))
+    with path.open("rb") as handle:
+        mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_COPY)
+    mapped.madvise(mmap.MADV_RANDOM)
+    return np.frombuffer(mapped, dtype=dtype, count=count)
 
 
 class _Writer:
