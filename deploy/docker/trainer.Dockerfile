@@ -4,6 +4,9 @@
 ARG BASE_IMAGE=pytorch/pytorch:2.13.0-cuda12.8-cudnn9-runtime
 FROM ${BASE_IMAGE}
 WORKDIR /src
+# bubblewrap and WordNet: reinforcement fine-tuning grades in the worker (python graders, METEOR).
+RUN apt-get update && apt-get install -y --no-install-recommends bubblewrap wordnet-base \
+    && rm -rf /var/lib/apt/lists/*
 # Dependencies first, from pyproject.toml alone (see api.Dockerfile).
 COPY pyproject.toml README.md /src/
 COPY deploy/docker/install.sh /src/deploy/docker/install.sh
