@@ -141,7 +141,7 @@ def tokenize_all(
 
 def training_examples(spec: JobSpec, storage: ObjectStorage, settings: Settings, tokenizer: Any) -> tuple[Any, int]:
     """The tokenised training file and how many examples were truncated. Supervised examples are
-    streamed into memory-mapped arrays under the data dir (`trainer.token_cache`), built once per
+    streamed into token files under the data dir (`trainer.token_cache`), built once per
     job on this machine and reused by a resumed attempt; preference pairs and RFT prompts are held
     in memory."""
     if spec.method != "supervised":
@@ -152,7 +152,7 @@ def training_examples(spec: JobSpec, storage: ObjectStorage, settings: Settings,
                                          job_id=spec.job_id, max_seq_len=spec.base.max_seq_len)  # fmt: skip
     except InvalidFileError as exc:
         raise JobFailure(exc.code or "invalid_file", exc.message, "training_file") from exc
-    log.info("job %s: %d training examples, %d tokens, memory-mapped (%s)", spec.job_id, len(examples),
+    log.info("job %s: %d training examples, %d tokens, in its token cache (%s)", spec.job_id, len(examples),
              examples.manifest.tokens, "reused" if reused else "built")  # fmt: skip
     return examples, examples.manifest.truncated
 

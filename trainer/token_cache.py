@@ -1,4 +1,4 @@
-"""A job's training file, tokenised once into memory-mapped arrays, so no worker holds it in memory.
+"""A job's training file, tokenised once into token files on disk, so no worker holds it in memory.
 
 The stored JSONL file is read in chunks and split into lines across chunk boundaries; each line
 is checked as the upload checked it, tokenised, and appended to three files under
@@ -7,6 +7,8 @@ is checked as the upload checked it, tokenised, and appended to three files unde
 - `input_ids.i32` and `labels.i32`: every kept example's tokens end to end (int32);
 - `offsets.i64`: where each example starts, plus the end (int64, one more than the examples);
 - `truncated.u8`: whether each example was cut at `max_seq_len`.
+
+Training reads each example from them when its step needs it (`CachedExamples`).
 
 `manifest.json`, written last, names what the arrays were built from (file key and size,
 tokenizer digest, `max_seq_len`, method, format version). A resumed attempt of the job on the
@@ -21,10 +23,10 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
-import mmap
 import os
 import shutil
 import tempfile
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -43,6 +45,8 @@ FORMAT_VERSION = 1
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json",
                    "vocab.json", "merges.txt", "tokenizer.model")  # fmt: skip
 CURRENT = "current"
+ARRAYS = {"input_ids.i32": np.int32, "labels.i32": np.int32, "offsets.i64": np.int64, "truncated.u8": np.uint8}
+"""The cache's files and their element types."""
 WRITE_BUFFER = 1 << 20
 """Bytes buffered per array file while building: a few MiB in all, whatever the file's size."""
 
@@ -132,17 +136,20 @@ class Manifest:
         return self.key, self.size, self.tokenizer, self.max_seq_len, self.method, self.version
 
 
-class MappedExamples:
-    """The cached examples as a read-only sequence of `TokenizedExample`s whose arrays are views
-    into the memory-mapped files: only the pages a step reads come into memory."""
+class CachedExamples:
+    """The cached examples as a read-only sequence of `TokenizedExample`s, each read from the files
+    when asked for: only the examples of the current step are in memory.
+
+    Each read is a `pread` into a fresh array, not a view into a memory map: training reads
+    examples in random order, and on a map each page fault also maps the cached pages around it
+    (the kernel's fault-around, which `MADV_RANDOM` does not turn off), so the worker's RSS grew
+    by about 135 KiB per example read, towards the size of the whole cache.
+    """
 
     def __init__(self, directory: Path, manifest: Manifest) -> None:
         self.directory, self.manifest = directory, manifest
-        tokens = manifest.tokens
-        self.input_ids = _map(directory / "input_ids.i32", np.int32, tokens)
-        self.labels = _map(directory / "labels.i32", np.int32, tokens)
-        self.offsets = _map(directory / "offsets.i64", np.int64, manifest.examples + 1)
-        self.truncated = _map(directory / "truncated.u8", np.uint8, manifest.examples)
+        self._fds = {name: os.open(directory / name, os.O_RDONLY) for name in ARRAYS}
+        self._closer = weakref.finalize(self, _close_all, list(self._fds.values()))
 
     def __len__(self) -> int:
         return self.manifest.examples
@@ -158,32 +165,34 @@ class MappedExamples:
             index += len(self)
         if not 0 <= index < len(self):
             raise IndexError(index)
-        start, end = int(self.offsets[index]), int(self.offsets[index + 1])
-        return TokenizedExample(self.input_ids[start:end], self.labels[start:end], bool(self.truncated[index]))
+        start, end = (int(o) for o in self._read("offsets.i64", index, 2))
+        truncated = bool(self._read("truncated.u8", index, 1)[0])
+        return TokenizedExample(self._read("input_ids.i32", start, end - start),
+                                self._read("labels.i32", start, end - start), truncated)  # fmt: skip
 
     def __iter__(self) -> Iterator[TokenizedExample]:
         return (self[i] for i in range(len(self)))
 
+    def _read(self, name: str, first: int, count: int) -> np.ndarray:
+        out = np.empty(count, dtype=ARRAYS[name])
+        if count and os.preadv(self._fds[name], [out], first * out.itemsize) != out.nbytes:
+            raise OSError(f"{self.directory / name}: shorter than its manifest says")
+        return out
 
-def _map(path: Path, dtype: Any, count: int) -> np.ndarray:
-    """The file as an array over a copy-on-write map: shared clean pages for reading, and a stray
-    write never reaches the file. Training reads examples in random order, so the map is marked
-    random: without it each page fault maps its neighbours too (read-ahead, fault-around), and the
-    worker's RSS grew by about 200 KiB per example read."""
-    if count == 0:  # an empty file cannot be mapped
-        return np.zeros(0, dtype=dtype)
-    with path.open("rb") as handle:
-        mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_COPY)
-    mapped.madvise(mmap.MADV_RANDOM)
-    return np.frombuffer(mapped, dtype=dtype, count=count)
+    def close(self) -> None:
+        self._closer()
+
+
+def _close_all(fds: list[int]) -> None:
+    for fd in fds:
+        os.close(fd)
 
 
 class _Writer:
     """The four array files of a build, appended to through small buffers."""
 
     def __init__(self, directory: Path) -> None:
-        names = ("input_ids.i32", "labels.i32", "offsets.i64", "truncated.u8")
-        self.files = {name: (directory / name).open("wb", buffering=WRITE_BUFFER) for name in names}
+        self.files = {name: (directory / name).open("wb", buffering=WRITE_BUFFER) for name in ARRAYS}
         self.tokens = 0
         self.files["offsets.i64"].write(np.zeros(1, dtype=np.int64).tobytes())
 
@@ -235,7 +244,7 @@ def load_or_build(
     method: str = "supervised",
     param: str = "training_file",
     chunk_bytes: int = CHUNK_BYTES,
-) -> tuple[MappedExamples, bool]:
+) -> tuple[CachedExamples, bool]:
     """The job's tokenised training file, and whether an earlier attempt's cache was reused.
 
     Raises `InvalidFileError` for a bad line (as `checked_examples`) or a file without examples
@@ -249,7 +258,7 @@ def load_or_build(
         current = directory / CURRENT
         found = _read_manifest(current)
         if found is not None and found.source() == wanted.source():
-            return MappedExamples(current, found), True
+            return CachedExamples(current, found), True
         for stale in directory.glob(".build-*"):  # an attempt that crashed mid-build
             shutil.rmtree(stale, ignore_errors=True)
         build = Path(tempfile.mkdtemp(prefix=".build-", dir=directory))
@@ -260,7 +269,7 @@ def load_or_build(
         except BaseException:
             shutil.rmtree(build, ignore_errors=True)
             raise
-        return MappedExamples(current, manifest), False
+        return CachedExamples(current, manifest), False
 
 
 def _build(chunks: Iterator[bytes], tokenizer: Any, build: Path, wanted: Manifest, param: str) -> Manifest:

@@ -6,7 +6,7 @@ Generates a chat JSONL file of `--size-mb` MiB in a temporary directory (stored 
 store, as uploads are), then, each in a fresh child process so that each peak is its own:
 
 1. **streamed**: `trainer.job.run_training`, what the worker runs: the file is streamed into the
-   job's memory-mapped token cache (`trainer.token_cache`), then `--steps` steps train on
+   job's token cache (`trainer.token_cache`), then `--steps` steps train on
    `tiny-chat` and the job is cancelled;
 2. **streamed, small**: the same on a `--baseline-mb` file;
 3. **in memory, small**: the former path on the `--baseline-mb` file: the whole file joined in
