@@ -143,7 +143,8 @@ async def _claim_and_train(ctx: dict[str, Any], job_id: str) -> None:
         await _record_outcome(ctx, held, job.organization_id, spec, outcome)
     except JobFailure as exc:
         error = {"code": exc.code, "message": exc.message, "param": exc.param}
-        await guarded_write(sessionmaker, held, leases.fail, error)
+        if await guarded_write(sessionmaker, held, leases.fail, error):
+            await asyncio.to_thread(token_cache.remove, settings.resolved_data_dir(), job_id)
     except Exception as exc:
         if held.control == "lost" or is_transient(exc):
             log.warning("job %s: stopped by a lost lease or an unreachable dependency (%s: %s); the next "
@@ -152,7 +153,8 @@ async def _claim_and_train(ctx: dict[str, Any], job_id: str) -> None:
             log.exception("job %s crashed", job_id)
             error = {"code": "training_error", "message": f"Training failed: {type(exc).__name__}: {exc}",
                      "param": None}  # fmt: skip
-            await guarded_write(sessionmaker, held, leases.fail, error)
+            if await guarded_write(sessionmaker, held, leases.fail, error):
+                await asyncio.to_thread(token_cache.remove, settings.resolved_data_dir(), job_id)
     finally:
         beat.cancel()
         with contextlib.suppress(asyncio.CancelledError):
