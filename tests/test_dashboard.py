@@ -358,7 +358,11 @@ def test_usage_counts_every_answer_and_the_playground_streams_two_models(
                                                 stream=True, stream_options={"include_usage": True}):  # fmt: skip
         streamed_usage = chunk.usage or streamed_usage
     assert plain.usage and streamed_usage
-    after = served_usage(inference_api)[tuned]
+    # Usage is counted in memory and written every 2 s (`service/usage.py`): wait for both answers.
+    deadline = time.monotonic() + 20
+    while (after := served_usage(inference_api).get(tuned, before))["requests"] < before["requests"] + 2:
+        assert time.monotonic() < deadline, "usage of two answers not recorded"
+        time.sleep(0.5)
     assert after["requests"] == before["requests"] + 2
     assert after["input"] - before["input"] == plain.usage.prompt_tokens + streamed_usage.prompt_tokens
     assert after["output"] - before["output"] == plain.usage.completion_tokens + streamed_usage.completion_tokens

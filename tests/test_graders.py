@@ -202,16 +202,18 @@ def test_python_sandbox_refuses_or_kills(name: str, options) -> None:
     assert result.response()["metadata"]["errors"]["python_grader_runtime_error"] is True
 
 
-def left_behind() -> list[str]:
+def left_behind(before: frozenset[str] = frozenset()) -> list[str]:
     """Processes a sandbox may leave (their `stat` lines): this process's children, and orphaned
-    zombies of the sandboxes' uids, which nothing reaps while the host's init does not."""
+    zombies of the sandboxes' uids, which nothing reaps while the host's init does not. Processes
+    in `before` (other tests' servers, started by this process earlier) are not counted."""
     me, found = str(os.getpid()), []
     slot_uids = range(sandbox.SLOT_UID_BASE, sandbox.SLOT_UID_BASE + sandbox.SLOTS)
     for entry in Path("/proc").iterdir():
         with contextlib.suppress(OSError):
             stat = (entry / "stat").read_text()
             state, parent = stat.rsplit(")", 1)[1].split()[:2]
-            if entry.name.isdigit() and (parent == me or (state == "Z" and entry.stat().st_uid in slot_uids)):
+            mine = parent == me or (state == "Z" and entry.stat().st_uid in slot_uids)
+            if entry.name.isdigit() and mine and entry.name not in before:
                 found.append(stat)
     return found
 
@@ -220,6 +222,7 @@ def test_python_sandboxes_run_side_by_side_each_with_its_own_process_limit(optio
     """Many sandboxes at once (more than one user's process limit would allow), one of them a fork
     bomb: every other grades, and no process of any sandbox is left behind, zombie or not."""
     grader = python("def grade(s, i):\n    return float(s['output_text'] == i['ref'])\n")
+    before = frozenset(stat.split()[0] for stat in left_behind())
 
     async def go() -> list[Any]:
         bomb = grade(python(ESCAPES["fork_bomb"]), sample_namespace("x"), {}, options)
@@ -230,20 +233,22 @@ def test_python_sandboxes_run_side_by_side_each_with_its_own_process_limit(optio
     assert bomb.errors.python_grader_runtime_error
     assert [r.errors.any() for r in results] == [False] * 24, [r.errors.as_dict() for r in results if r.errors.any()]
     assert [r.reward for r in results] == [float(k % 2 == k) for k in range(24)]
-    assert left_behind() == []
+    assert left_behind(before) == []
 
 
 def test_a_cancelled_grading_call_kills_and_reaps_its_sandbox(options) -> None:
+    before = frozenset(stat.split()[0] for stat in left_behind())
+
     async def go() -> None:
         call = asyncio.ensure_future(grade(python(ESCAPES["sleep_forever"]), sample_namespace("x"), {}, options))
         await asyncio.sleep(0.5)
-        assert left_behind()  # the sandbox is running
+        assert left_behind(before)  # the sandbox is running
         call.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await call
 
     asyncio.run(go())
-    assert left_behind() == []
+    assert left_behind(before) == []
 
 
 def test_python_graders_switched_off(options) -> None:

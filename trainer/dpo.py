@@ -10,7 +10,9 @@ model as its reference instead: its adapter is loaded a second time, frozen, und
 with log-probabilities summed over the output's tokens only; `beta * (...)` is the reward margin.
 A step's pairs run packed in rows of at most `FTSERVE_TRAINER_TOKENS_PER_PASS` tokens, without
 padding, as SFT's do (a pair's two sequences share a row; further rows accumulate gradients).
-The reference's log-probabilities are computed once per pair and job and kept with the pair.
+The reference's log-probabilities are computed once per pair and job and kept by the objective
+(`DPOObjective.references`), not on the pairs: another run over the same pairs, with another
+reference, starts afresh.
 """
 
 from __future__ import annotations
@@ -35,9 +37,6 @@ class PreferencePair:
 
     chosen: TokenizedExample
     rejected: TokenizedExample
-    reference: tuple[float, float] | None = None
-    """The reference policy's log-probabilities of (chosen, rejected): frozen, so computed once
-    per job (the first time the pair is met) and kept here."""
 
     @property
     def tokens(self) -> int:
@@ -135,20 +134,23 @@ class DPOObjective:
 
         self.reference_sequences = 0
         """Sequences whose reference log-probabilities were computed (each once per job)."""
+        self.references: dict[int, tuple[float, float]] = {}
+        """The reference policy's log-probabilities of each pair's (chosen, rejected), by the pair's
+        `id`: frozen, so computed the first time the pair is met and kept for the job."""
 
     def _references(self, model: Any, pairs: list[PreferencePair]) -> torch.Tensor:
         """(chosen, rejected) reference log-probabilities per pair, computed for the pairs met for
         the first time only, in passes within the token budget."""
-        fresh = [p for p in pairs if p.reference is None]
+        fresh = [p for p in pairs if id(p) not in self.references]
         for group in _pair_passes(fresh, self.budget):
             sequences = [p.chosen for p in group] + [p.rejected for p in group]
             with torch.no_grad(), reference_policy(model, self.reference_adapter):
                 logps, _ = packed_sequence_logps(model, sequences)
             values = logps.tolist()
             for i, pair in enumerate(group):
-                pair.reference = (values[i], values[len(group) + i])
+                self.references[id(pair)] = (values[i], values[len(group) + i])
             self.reference_sequences += len(sequences)
-        return torch.tensor([p.reference for p in pairs], dtype=torch.float32)
+        return torch.tensor([self.references[id(p)] for p in pairs], dtype=torch.float32)
 
     def margins(self, model: Any, pairs: list[PreferencePair]) -> tuple[torch.Tensor, int, int]:
         """Each pair's reward margin (all in one pass); the labelled and the processed tokens."""
