@@ -16,9 +16,6 @@ texts that share none, because the layers add only a small part to each token's 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 VERSION = 1
@@ -102,17 +99,6 @@ def build_tiny_embedder(target: Path, *, seed: int = 0) -> Path:
 
 def ensure_tiny_embedder(cache_dir: Path) -> Path:
     """The built model under `cache_dir/tiny-embed`, building it once (atomically) if absent."""
-    target = cache_dir / NAME
-    marker = target / "ftserve-tiny-embed.json"
-    if marker.exists() and json.loads(marker.read_text()).get("version") == VERSION:
-        return target
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".tiny-embed-", dir=cache_dir))
-    try:
-        build_tiny_embedder(staging)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
+    from trainer.tiny_model import ensure_built
+
+    return ensure_built(cache_dir, NAME, VERSION, build_tiny_embedder)

@@ -17,6 +17,7 @@ import os
 import random
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 VERSION = 3
@@ -145,19 +146,25 @@ def build_tiny_chat(target: Path, *, seed: int = 0) -> Path:
     return target
 
 
-def ensure_tiny_chat(cache_dir: Path) -> Path:
-    """The built model under `cache_dir/tiny-chat`, building it once (atomically) if absent."""
-    target = cache_dir / "tiny-chat"
-    marker = target / "ftserve-tiny-chat.json"
-    if marker.exists() and json.loads(marker.read_text()).get("version") == VERSION:
+def ensure_built(cache_dir: Path, name: str, version: int, build: Callable[[Path], object]) -> Path:
+    """`cache_dir/name`, built once by `build(directory)` (in a staging directory, then renamed)
+    unless its marker `ftserve-{name}.json` already records `version`."""
+    target = cache_dir / name
+    marker = target / f"ftserve-{name}.json"
+    if marker.exists() and json.loads(marker.read_text()).get("version") == version:
         return target
     cache_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".tiny-chat-", dir=cache_dir))
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=cache_dir))
     try:
-        build_tiny_chat(staging)
+        build(staging)
         if target.exists():
             shutil.rmtree(target)
         os.replace(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def ensure_tiny_chat(cache_dir: Path) -> Path:
+    """The built model under `cache_dir/tiny-chat`, building it once (atomically) if absent."""
+    return ensure_built(cache_dir, "tiny-chat", VERSION, build_tiny_chat)
