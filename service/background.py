@@ -9,9 +9,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
-from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential, wait_random
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential, wait_random
 
-from service.fine_tuning.retrying import is_transient
+from service.fine_tuning.retrying import attempt_error, is_transient
 
 log = logging.getLogger("ftserve.background")
 
@@ -19,9 +19,8 @@ log = logging.getLogger("ftserve.background")
 async def keep_running(name: str, start: Callable[[], Awaitable[None]]) -> None:
     """Await `start()` again whenever it raises (or returns); only cancellation ends this."""
 
-    def report(state: object) -> None:
-        outcome = getattr(state, "outcome", None)
-        exc = outcome.exception() if outcome is not None else None
+    def report(state: RetryCallState) -> None:
+        exc = attempt_error(state)
         if exc is not None and not is_transient(exc):
             log.error("%s stopped: %s: %s; starting it again", name, type(exc).__name__, exc, exc_info=exc)
         else:

@@ -16,7 +16,7 @@ import redis.exceptions
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential, wait_random
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_delay, wait_exponential, wait_random
 
 log = logging.getLogger("ftserve.retrying")
 T = TypeVar("T")
@@ -49,12 +49,7 @@ def is_transient(exc: BaseException) -> bool:
             return True
         if isinstance(
             cause,
-            PoolTimeoutError
-            | redis.exceptions.ConnectionError
-            | redis.exceptions.TimeoutError
-            | ConnectionError
-            | TimeoutError
-            | OSError,
+            PoolTimeoutError | redis.exceptions.ConnectionError | redis.exceptions.TimeoutError | OSError,
         ):
             return True
         sqlstate = getattr(cause, "sqlstate", None)
@@ -65,9 +60,13 @@ def is_transient(exc: BaseException) -> bool:
     return False
 
 
-def _log_retry(state: object) -> None:
-    outcome = getattr(state, "outcome", None)
-    exc = outcome.exception() if outcome is not None else None
+def attempt_error(state: RetryCallState) -> BaseException | None:
+    """The exception the retried attempt ended with, if any."""
+    return state.outcome.exception() if state.outcome is not None else None
+
+
+def _log_retry(state: RetryCallState) -> None:
+    exc = attempt_error(state)
     log.warning("transient fault, retrying: %s", f"{type(exc).__name__}: {exc}"[:300])
 
 
