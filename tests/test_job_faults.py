@@ -25,7 +25,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from tests.conftest import make_stack
+from tests.conftest import Stack, make_stack
 from tests.support import all_events, chat_jsonl, free_port, wait_for_event, wait_for_job
 
 JOB = {"n_epochs": 10, "batch_size": 1}  # 100 examples: 1000 steps, a checkpoint every 100
@@ -38,7 +38,8 @@ def start_job(client: openai.OpenAI, hyperparameters: dict[str, int] = JOB) -> s
 
 
 def assert_one_story(client: openai.OpenAI, job_id: str, total: int) -> None:
-    """Succeeded; each step in at most one metrics event; the result file has steps 1..total once."""
+    """Succeeded; each step in at most one metrics event and one checkpoint; the result file has
+    steps 1..total once."""
     job = wait_for_job(client, job_id, timeout_s=300)
     assert job.status == "succeeded", job.error
     steps = [int(e.data["step"]) for e in all_events(client, job_id) if e.type == "metrics"]  # type: ignore[index]
@@ -46,6 +47,8 @@ def assert_one_story(client: openai.OpenAI, job_id: str, total: int) -> None:
     assert max(steps) == total
     rows = base64.b64decode(client.files.content(job.result_files[0]).read()).decode().splitlines()[1:]
     assert [int(row.split(",")[0]) for row in rows] == list(range(1, total + 1))
+    checkpoints = [c.step_number for c in client.fine_tuning.jobs.checkpoints.list(job_id).data]
+    assert len(checkpoints) == len(set(checkpoints))
 
 
 # -- a PostgreSQL cluster of the test's own --------------------------------------------------------
@@ -152,36 +155,44 @@ def fx_redis_port() -> Iterator[int]:
     proc.kill()
 
 
-def test_a_worker_frozen_past_its_lease_records_nothing_and_lets_go(
-    request: pytest.FixtureRequest, tmp_path: Path, redis_port: int
-) -> None:
+@pytest.fixture(name="leased")
+def fx_leased(request: pytest.FixtureRequest, tmp_path: Path, redis_port: int) -> Iterator[Stack]:
+    """SQLite, an API without workers (the test starts them), its own Redis, a 3 s lease."""
     stack = make_stack(request, "sqlite-local", tmp_path, REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
                        FTSERVE_LEASE_S="3")  # fmt: skip
     try:
-        client = stack.start_api("--workers", "0", "--no-inference").client()
-        frozen = stack.start_worker()
-        frozen_log = stack.data_dir / f"worker-{len(stack.procs) - 1}.log"
-        job_id = start_job(client)
-        wait_for_event(client, job_id, lambda e: e.message == "Checkpoint created at step 100")
-        frozen.send_signal(signal.SIGSTOP)
-        wait_for_event(client, job_id, lambda e: "stopped responding" in e.message, timeout_s=60)
-        stack.start_worker()
-        wait_for_event(client, job_id, lambda e: e.message.startswith("Resuming from step"), timeout_s=60)
-        thawed_at = time.monotonic()
-        frozen.send_signal(signal.SIGCONT)
-        while "lease lost" not in frozen_log.read_text():
-            assert time.monotonic() - thawed_at < 10, "the thawed worker did not see that it lost the job"
-            time.sleep(0.1)
-        print(f"thawed worker let go after {time.monotonic() - thawed_at:.2f}s")
-        assert_one_story(client, job_id, 1000)
-        checkpoints = [c.step_number for c in client.fine_tuning.jobs.checkpoints.list(job_id).data]
-        assert len(checkpoints) == len(set(checkpoints))
-        adapters = [k for k in stack.storage.list_keys("jobs/") if job_id in k and k.endswith("/adapter/ftserve.json")
-                    and "/checkpoints/" not in k]  # fmt: skip
-        assert len(adapters) == 1
-        assert "crashed" not in frozen_log.read_text()
+        yield stack
     finally:
         stack.stop()
+
+
+def start_worker(stack: Stack) -> tuple[subprocess.Popen[bytes], Path]:
+    """A worker and its log file (`Stack.start_worker` names it by the worker's place in `procs`)."""
+    proc = stack.start_worker()
+    return proc, stack.data_dir / f"worker-{len(stack.procs) - 1}.log"
+
+
+def test_a_worker_frozen_past_its_lease_records_nothing_and_lets_go(leased: Stack) -> None:
+    stack = leased
+    client = stack.start_api("--workers", "0", "--no-inference").client()
+    frozen, frozen_log = start_worker(stack)
+    job_id = start_job(client)
+    wait_for_event(client, job_id, lambda e: e.message == "Checkpoint created at step 100")
+    frozen.send_signal(signal.SIGSTOP)
+    wait_for_event(client, job_id, lambda e: "stopped responding" in e.message, timeout_s=60)
+    stack.start_worker()
+    wait_for_event(client, job_id, lambda e: e.message.startswith("Resuming from step"), timeout_s=60)
+    thawed_at = time.monotonic()
+    frozen.send_signal(signal.SIGCONT)
+    while "lease lost" not in frozen_log.read_text():
+        assert time.monotonic() - thawed_at < 10, "the thawed worker did not see that it lost the job"
+        time.sleep(0.1)
+    print(f"thawed worker let go after {time.monotonic() - thawed_at:.2f}s")
+    assert_one_story(client, job_id, 1000)
+    adapters = [k for k in stack.storage.list_keys("jobs/") if job_id in k and k.endswith("/adapter/ftserve.json")
+                and "/checkpoints/" not in k]  # fmt: skip
+    assert len(adapters) == 1
+    assert "crashed" not in frozen_log.read_text()
 
 
 def test_a_job_created_while_redis_is_down_is_answered_and_trains_once(
@@ -209,33 +220,23 @@ def test_a_job_created_while_redis_is_down_is_answered_and_trains_once(
         redis_proc.kill()
 
 
-def test_a_sqlite_database_locked_past_the_lease_lets_no_two_workers_train_at_once(
-    request: pytest.FixtureRequest, tmp_path: Path, redis_port: int
-) -> None:
+def test_a_sqlite_database_locked_past_the_lease_lets_no_two_workers_train_at_once(leased: Stack) -> None:
     import sqlite3
 
-    stack = make_stack(request, "sqlite-local", tmp_path, REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
-                       FTSERVE_LEASE_S="3")  # fmt: skip
-    try:
-        client = stack.start_api("--workers", "0", "--no-inference").client()
-        first = stack.start_worker()
-        first_log = stack.data_dir / f"worker-{len(stack.procs) - 1}.log"
-        job_id = start_job(client)
-        wait_for_event(client, job_id, lambda e: e.message == "Checkpoint created at step 100")
-        second = stack.start_worker()
-        second_log = stack.data_dir / f"worker-{len(stack.procs) - 1}.log"
-        # Another writer holds the database for longer than SQLite's busy timeout (30 s) and the lease.
-        blocker = sqlite3.connect(stack.data_dir / "ftserve.db", timeout=60)
-        blocker.execute("BEGIN IMMEDIATE")
-        time.sleep(35)
-        blocker.rollback()
-        blocker.close()
-        assert_one_story(client, job_id, 1000)
-        logs = first_log.read_text() + second_log.read_text()
-        assert "lease lost" in logs  # the holder gave the job up rather than writing late
-        assert "crashed" not in logs
-        assert first.poll() is None and second.poll() is None
-        checkpoints = [c.step_number for c in client.fine_tuning.jobs.checkpoints.list(job_id).data]
-        assert len(checkpoints) == len(set(checkpoints))
-    finally:
-        stack.stop()
+    stack = leased
+    client = stack.start_api("--workers", "0", "--no-inference").client()
+    first, first_log = start_worker(stack)
+    job_id = start_job(client)
+    wait_for_event(client, job_id, lambda e: e.message == "Checkpoint created at step 100")
+    second, second_log = start_worker(stack)
+    # Another writer holds the database for longer than SQLite's busy timeout (30 s) and the lease.
+    blocker = sqlite3.connect(stack.data_dir / "ftserve.db", timeout=60)
+    blocker.execute("BEGIN IMMEDIATE")
+    time.sleep(35)
+    blocker.rollback()
+    blocker.close()
+    assert_one_story(client, job_id, 1000)
+    logs = first_log.read_text() + second_log.read_text()
+    assert "lease lost" in logs  # the holder gave the job up rather than writing late
+    assert "crashed" not in logs
+    assert first.poll() is None and second.poll() is None
