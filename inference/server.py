@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import json
 import os
 import sys
 from pathlib import Path
@@ -38,8 +39,7 @@ def vllm_arguments(
         "--host", host, "--port", str(port),
         "--max-model-len", str(base.max_seq_len),
         *(["--gpu-memory-utilization", str(settings.inference_gpu_memory_utilization)] if gpu else []),
-        # The built-in models are built and checked in float32; real models use their own dtype.
-        "--dtype", "float32" if base.is_builtin else "auto",
+        "--dtype", serving_dtype(base, path, gpu=gpu),
         "--disable-uvicorn-access-log",
     ]  # fmt: skip
     if base.task == "embed":
@@ -56,8 +56,24 @@ def vllm_arguments(
         # may spend its whole token budget on blanks between the fields.
         "--structured-outputs-config", '{"backend": "xgrammar", "disable_any_whitespace": true}',
         *(["--enable-auto-tool-choice", "--tool-call-parser", base.tool_call_parser] if base.tool_call_parser else []),
+        # vLLM takes the template's text as well as a file name.
+        *(["--chat-template", base.chat_template] if base.chat_template else []),
         *settings.inference_extra_args,
     ]  # fmt: skip
+
+
+def serving_dtype(base: BaseModel, path: Path, *, gpu: bool) -> str:
+    """The built-in models are built and checked in float32; so, on a CPU, are models whose config
+    says float32 (GGUFs converted under 1B parameters): vLLM's `auto` would halve them to bf16 and
+    serve other answers than the trainer's. Everything else serves in its own dtype."""
+    if base.is_builtin:
+        return "float32"
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError):
+        return "auto"
+    declared = config.get("dtype") or config.get("torch_dtype")
+    return "float32" if not gpu and declared == "float32" else "auto"
 
 
 def _environment(settings: InferenceSettings) -> None:
@@ -101,8 +117,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     os.umask(0o077)  # the adapter cache holds tenants' adapters
     from trainer.base_models import base_model_path
+    from trainer.model_import import ModelSourceError
 
-    path = base_model_path(base, settings)
+    try:
+        path = base_model_path(base, settings)
+    except ModelSourceError as exc:
+        print(f"ftserve inference: {exc}", file=sys.stderr)
+        return 3
     _environment(settings)
     cpu_build = _vllm_version_for_cpu_build()
     sys.argv = ["vllm", *vllm_arguments(base, path, settings, args.host, args.port, gpu=not cpu_build)]

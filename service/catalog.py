@@ -8,7 +8,9 @@ default `$FTSERVE_DATA_DIR/models.json`) merged over the built-in `tiny-chat`:
                  "aliases": ["gpt-4o-mini-2024-07-18"], "serve": true, "learning_rate": 0.0002,
                  "auto": {"n_epochs": 4}}]}
 
-`source` is a Hugging Face id, a local directory, `builtin:tiny-chat` or `builtin:tiny-embed`.
+`source` is a Hugging Face id, a local directory, a `.gguf` file, `builtin:tiny-chat` or
+`builtin:tiny-embed`. `ftserve models add` checks the source first (`trainer.model_import`) and
+stores a GGUF converted, recording where in `weights`.
 `auto` says how a job's `"auto"` hyperparameters resolve for the model (`TrainingDefaults`);
 without it, OpenAI's rule. `task: "embed"` marks an embeddings model: vLLM serves it with its
 pooling runner on `/v1/embeddings`, and the `cosine` text-similarity grader uses the first one
@@ -68,6 +70,12 @@ and a LoRA rank of 16 instead of 8 learned no faster. OpenAI's rule (4 epochs fo
 taught it nothing usable."""
 
 
+PRETRAINED_DEFAULTS = TrainingDefaults()
+"""What `ftserve models add` writes for a pretrained model: OpenAI's rule for every `"auto"`
+(3 epochs, more on small files; batch about 0.2% of the examples) with the entry's learning rate
+2e-4, measured on SmolLM2-135M-Instruct in `docs/performance.md`."""
+
+
 @dataclass(frozen=True)
 class BaseModel:
     """One entry of the catalogue.
@@ -80,7 +88,7 @@ class BaseModel:
     name: str
     """The public name clients use, and the `{base}` of fine-tuned model ids."""
     source: str
-    """Hugging Face id, local directory, or `builtin:<name>`."""
+    """Hugging Face id, local directory, `.gguf` file, or `builtin:<name>`."""
     aliases: tuple[str, ...] = ()
     """Other names that resolve to this entry."""
     serve: bool = True
@@ -94,6 +102,11 @@ class BaseModel:
     requests with `tools` and `tool_choice: "auto"` get `tool_calls` back; unset, vLLM refuses them."""
     auto: TrainingDefaults | None = None
     """How `"auto"` hyperparameters resolve for this model; `None`: OpenAI's rule."""
+    weights: str | None = None
+    """Object-storage prefix of the model directory ftserve converted from a GGUF `source`
+    (`ftserve models add`); trainers and inference servers download it. None: read `source`."""
+    chat_template: str | None = None
+    """A Jinja chat template that replaces (or supplies) the tokenizer's, for training and serving."""
     task: Task = "generate"
     """`generate`: a chat/completion model, served with LoRA adapters and fine-tunable. `embed`: an
     embeddings model, served by vLLM's pooling runner on `/v1/embeddings` only (no adapters, no

@@ -7,7 +7,7 @@
     ftserve keys list [--org NAME] [--data-dir DIR]
     ftserve keys revoke KEY_ID [--data-dir DIR]
     ftserve db upgrade [--data-dir DIR]
-    ftserve models list | add NAME --source S [--alias A]… [--task embed] [--data-dir DIR]
+    ftserve models list | add NAME --source S [--chat-template F] [--alias A]… [--task embed] [--data-dir DIR]
     ftserve openapi > openapi/openapi.json
 
 Every command reads the same settings (`FTSERVE_*`, `DATABASE_URL`, `REDIS_URL`, `STORAGE_URL`);
@@ -21,6 +21,7 @@ import asyncio
 import json
 import logging
 import os
+import subprocess
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -232,25 +233,60 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 
 
 def cmd_models_add(args: argparse.Namespace) -> int:
-    from service.catalog import BaseModel, save_entry
+    from service.catalog import PRETRAINED_DEFAULTS, BaseModel, save_entry
 
+    settings = _settings(args)
+    source, weights, template = args.source, None, None
+    if not args.source.startswith("builtin:") and not args.skip_check:
+        checked = _check_model_source(args, settings)
+        if not checked.get("ok"):
+            print(f"ftserve: {checked.get('error') or 'the model could not be checked'}", file=sys.stderr)
+            return 2
+        source, weights, template = checked["source"], checked.get("weights"), checked.get("chat_template")
+        what = checked.get("architecture", "")
+        if checked.get("parameters"):
+            what += f", {checked['parameters'] / 1e6:,.0f}M parameters"
+        print(f"checked {args.source}: {what}" + (f"; converted and stored at {weights}" if weights else ""))
+    elif args.chat_template:
+        template = Path(args.chat_template).read_text()
     entry = BaseModel(
         name=args.name,
-        source=args.source,
+        source=source,
         aliases=tuple(args.alias or ()),
         serve=not args.no_serve,
         learning_rate=args.learning_rate,
         max_seq_len=args.max_seq_len,
         tool_call_parser=args.tool_call_parser,
         task=args.task,
+        weights=weights,
+        chat_template=template,
+        auto=None if args.task == "embed" or args.source.startswith("builtin:") else PRETRAINED_DEFAULTS,
     )
     try:
-        save_entry(_settings(args), entry)
+        save_entry(settings, entry)
     except ValueError as exc:
         print(f"ftserve: {exc}", file=sys.stderr)
         return 2
     print(f"added {entry.name} -> {entry.source}")
     return 0
+
+
+def _check_model_source(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    """Run the trainer's check (and GGUF conversion) in a subprocess: this process never imports
+    torch or transformers. Its last line of output is the JSON answer."""
+    argv = [sys.executable, "-m", "trainer.model_import", "--name", args.name, "--source", args.source,
+            "--task", args.task, *(["--chat-template", args.chat_template] if args.chat_template else [])]  # fmt: skip
+    env = {**os.environ, "FTSERVE_DATA_DIR": str(settings.resolved_data_dir())}
+    print(f"checking {args.source} (a GGUF is converted and stored: a minute or more)…", file=sys.stderr)
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if not lines:
+        if "No module named" in done.stderr:
+            return {"ok": False, "error": "checking a model needs the trainer extra (torch, transformers): install "
+                    "`ftserve[trainer]`, or pass --skip-check to add it unchecked"}  # fmt: skip
+        return {"ok": False, "error": f"the model check failed: {done.stderr.strip()[-800:]}"}
+    answer: dict[str, Any] = json.loads(lines[-1])
+    return answer
 
 
 def cmd_config(args: argparse.Namespace) -> int:
@@ -321,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     with_data_dir(models.add_parser("list", help="list base models")).set_defaults(func=cmd_models_list)
     add = with_data_dir(models.add_parser("add", help="add or replace a base model"))
     add.add_argument("name", help="public name, used in fine-tuned model ids")
-    add.add_argument("--source", required=True, help="Hugging Face id, local directory, or builtin:tiny-embed")
+    add.add_argument("--source", required=True, help="a .gguf file, a model directory, a Hugging Face id, or builtin:…")
     add.add_argument("--alias", action="append", help="another name that resolves to this model (repeatable)")
     add.add_argument("--no-serve", action="store_true", help="do not start an inference server for it")
     add.add_argument("--learning-rate", type=float, default=2e-4, help="base learning rate (default 2e-4)")
@@ -329,6 +365,10 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--tool-call-parser", help="vLLM tool-call parser for the model (hermes, llama3_json, …)")
     add.add_argument("--task", choices=["generate", "embed"], default="generate",
                      help="embed: an embeddings model, served on /v1/embeddings (default generate)")  # fmt: skip
+    add.add_argument("--chat-template", metavar="FILE",
+                     help="a Jinja chat template, for a model whose tokenizer has none (or to replace it)")  # fmt: skip
+    add.add_argument("--skip-check", action="store_true",
+                     help="add without loading the model (workers and inference servers still check it)")  # fmt: skip
     add.set_defaults(func=cmd_models_add)
 
     add_webhook_commands(sub, with_data_dir, lambda args, work: _with_database(_settings(args), work))

@@ -36,8 +36,11 @@ from service.queue import (
 log = logging.getLogger("ftserve.reconciler")
 
 
-async def reconcile_once(sessionmaker: async_sessionmaker[AsyncSession], redis: ArqRedis) -> list[str]:
-    """One pass; returns the ids of the jobs it enqueued again."""
+async def reconcile_once(
+    sessionmaker: async_sessionmaker[AsyncSession], redis: ArqRedis, *, max_restarts: int = 3
+) -> list[str]:
+    """One pass; returns the ids of the jobs it enqueued again. A lapsed job that lost its worker
+    `max_restarts` times since its last checkpoint fails instead (`states.requeue_lapsed`)."""
     requeued: list[str] = []
     async with sessionmaker() as session:
         validating = list(await session.scalars(
@@ -55,7 +58,7 @@ async def reconcile_once(sessionmaker: async_sessionmaker[AsyncSession], redis: 
             )
         ))  # fmt: skip
         for job_id in lost:
-            if await states.requeue_lapsed(session, job_id):
+            if await states.requeue_lapsed(session, job_id, max_restarts=max_restarts):
                 await release_in_progress(redis, job_id)
 
         queued = list(await session.scalars(
@@ -71,10 +74,12 @@ async def reconcile_once(sessionmaker: async_sessionmaker[AsyncSession], redis: 
     return requeued
 
 
-async def reconcile_forever(sessionmaker: async_sessionmaker[AsyncSession], redis: ArqRedis, interval_s: float) -> None:
+async def reconcile_forever(
+    sessionmaker: async_sessionmaker[AsyncSession], redis: ArqRedis, interval_s: float, *, max_restarts: int = 3
+) -> None:
     while True:
         try:
-            requeued = await reconcile_once(sessionmaker, redis)
+            requeued = await reconcile_once(sessionmaker, redis, max_restarts=max_restarts)
             if requeued:
                 log.info("reconciler enqueued again: %s", ", ".join(requeued))
         except Exception as exc:

@@ -177,9 +177,57 @@ async def _lapsed_lease(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
     assert after == before and status == "running"
     # The reconciler's transition takes it back; another worker claims it.
     async with sessionmaker() as session:
-        assert await states.requeue_lapsed(session, lease.job_id)
+        assert await states.requeue_lapsed(session, lease.job_id, max_restarts=3)
     async with sessionmaker() as session:
         assert await leases.claim(session, Lease(lease.job_id, "worker-b", 30)) is not None
+
+
+def test_a_job_that_keeps_losing_its_worker_fails_after_max_restarts_and_a_checkpoint_resets_the_count(run) -> None:  # type: ignore[no-untyped-def]
+    run(_restart_cap)
+
+
+async def _lapse(sessionmaker: async_sessionmaker[AsyncSession], job_id: str) -> bool:
+    async with sessionmaker() as session:
+        await session.execute(
+            update(FineTuningJob).where(FineTuningJob.id == job_id).values(lease_expires_at=now_s() - 5)
+        )
+        await session.commit()
+    async with sessionmaker() as session:
+        return await states.requeue_lapsed(session, job_id, max_restarts=2)
+
+
+async def _restart_cap(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    from service.db.models import FineTuningJobCheckpoint
+
+    lease = await _running(sessionmaker)
+    for worker in ("b", "c"):  # two lost workers: requeued each time
+        assert await _lapse(sessionmaker, lease.job_id)
+        status, _ = await _status_and_events(sessionmaker, lease.job_id)
+        assert status == "queued"
+        lease = Lease(lease.job_id, f"worker-{worker}", 30)
+        async with sessionmaker() as session:
+            assert await leases.claim(session, lease) is not None
+    # A checkpoint is progress: the count starts again.
+    checkpoint = FineTuningJobCheckpoint(
+        id=new_id("ftckpt-"), job_id=lease.job_id, created_at=now_s(), step_number=4, metrics={},
+        fine_tuned_model_checkpoint="ft:tiny-chat:acme::x:ckpt-step-4", storage_prefix="jobs/x/checkpoints/step-4/",
+    )  # fmt: skip
+    async with sessionmaker() as session:
+        assert await leases.record_checkpoint(session, lease, checkpoint, keep=3) is not None
+    for worker in ("d", "e"):
+        assert await _lapse(sessionmaker, lease.job_id)
+        lease = Lease(lease.job_id, f"worker-{worker}", 30)
+        async with sessionmaker() as session:
+            assert await leases.claim(session, lease) is not None
+    # The third lapse without a checkpoint fails the job, and says why.
+    assert await _lapse(sessionmaker, lease.job_id)
+    status, events = await _status_and_events(sessionmaker, lease.job_id)
+    assert status == "failed"
+    assert "stopped responding 3 times" in events[-1]
+    async with sessionmaker() as session:
+        job = await session.scalar(select(FineTuningJob).where(FineTuningJob.id == lease.job_id))
+        assert job is not None and job.error and job.error["code"] == "trainer_lost"
+        assert job.worker_id is None and job.finished_at
 
 
 def test_metrics_of_a_step_reported_again_replace_the_earlier_ones(run) -> None:  # type: ignore[no-untyped-def]

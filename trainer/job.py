@@ -31,6 +31,7 @@ from trainer.base_models import base_model_path
 from trainer.data import tokenize_chat
 from trainer.dpo import REFERENCE_ADAPTER, DPOObjective, tokenize_preference
 from trainer.loop import run
+from trainer.model_import import ModelSourceError
 from trainer.rft import RFTObjective, group_size, tokenize_prompt
 from trainer.rft_grading import GraderPool, sub_grader_names
 from trainer.sampling import LocalSampler, VllmSampler
@@ -254,8 +255,13 @@ def run_training(spec: JobSpec, storage: ObjectStorage, settings: Settings, repo
 
     if settings.trainer_threads:
         torch.set_num_threads(settings.trainer_threads)
-    base_path = base_model_path(spec.base, settings)
+    try:
+        base_path = base_model_path(spec.base, settings)
+    except ModelSourceError as exc:  # permanent: the job fails now, with the cause and the fix
+        raise JobFailure("base_model_unavailable", str(exc), "model") from exc
     tokenizer = AutoTokenizer.from_pretrained(base_path)
+    if spec.base.chat_template:
+        tokenizer.chat_template = spec.base.chat_template
     examples, truncated = training_examples(spec, storage, settings, tokenizer)
     if truncated:
         reporter.event(

@@ -157,7 +157,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
         tasks = [
             asyncio.create_task(sweep_forever(sessionmaker, storage, settings=settings)),
-            asyncio.create_task(reconcile_forever(sessionmaker, queue, settings.reconcile_interval_s)),
+            asyncio.create_task(
+                reconcile_forever(
+                    sessionmaker, queue, settings.reconcile_interval_s, max_restarts=settings.max_restarts
+                )
+            ),
             asyncio.create_task(keep_running("the validation queue consumer", run_validator)),
             asyncio.create_task(keep_running("the eval queue consumer", run_evals)),
             asyncio.create_task(recover_forever(sessionmaker, queue, max(settings.reconcile_interval_s, 1.0))),

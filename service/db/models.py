@@ -140,6 +140,9 @@ class FineTuningJob(Base):
     source_adapter: Mapped[str | None] = mapped_column(Text, default=None)
     """Storage prefix of the adapter the job starts from when `model` is a fine-tuned model or a
     checkpoint (`ft:…`); None when it starts from the bare base model."""
+    lapsed_restarts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Times the job went back to `queued` because its worker stopped renewing its lease since the
+    job's last checkpoint (`states.requeue_lapsed`); past `max_restarts` the job fails instead."""
 
 
 class FineTuningJobEvent(Base):
@@ -215,6 +218,9 @@ class EvalRun(Base):
     created_at: Mapped[int] = mapped_column(BigInteger)
     heartbeat_at: Mapped[int | None] = mapped_column(BigInteger, default=None)
     """Renewed by the process executing the run; a stale one means that process is gone."""
+    lapsed_restarts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Times the run was started again after its runner died or hit a transient fault; past
+    `max_restarts` the run fails instead (`service.evals.runner`)."""
 
 
 class EvalRunOutputItem(Base):

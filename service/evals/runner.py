@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from service.db.models import Eval, EvalRun, EvalRunOutputItem, File, Organization
 from service.evals.sampler import GatewaySampler
 from service.evals.shapes import NO_ERROR, passes
+from service.fine_tuning.retrying import is_transient
 from service.graders import GradingOptions, SamplerError, grade, sample_namespace
 from service.graders.errors import SampleFailure
 from service.graders.model import render_messages
@@ -84,15 +85,25 @@ async def run_eval(ctx: dict[str, Any], run_id: str) -> None:
                                                            File.organization_id == run.organization_id))  # fmt: skip
         done = set(await session.scalars(select(EvalRunOutputItem.datasource_item_id)
                                          .where(EvalRunOutputItem.run_id == run_id)))  # fmt: skip
+        # A run found in progress is a restart: its last runner died or stopped on a transient fault.
+        restart = run.status == "in_progress"
         await session.execute(update(EvalRun).where(EvalRun.id == run_id, EvalRun.status.in_(ACTIVE))
-                              .values(status="in_progress", heartbeat_at=now_s()))  # fmt: skip
+                              .values(status="in_progress", heartbeat_at=now_s(),
+                                      lapsed_restarts=EvalRun.lapsed_restarts + int(restart)))  # fmt: skip
         await session.commit()
     if organization is None or evaluation is None:
         return
+    if restart and run.lapsed_restarts >= settings.max_restarts:
+        message = (f"The eval run was started {run.lapsed_restarts + 1} times and stopped each time before "
+                   "it finished; it was stopped rather than started again.")  # fmt: skip
+        await _finish(sessionmaker, run_id, "failed", {"code": "run_restarts_exhausted", "message": message})
+        return
     try:
         items = await asyncio.to_thread(read_items, run.data_source, ctx["storage"], file)
-    except (OSError, ValueError, KeyError) as error:
-        await _finish(sessionmaker, run_id, "failed", {"code": "invalid_data_source", "message": str(error)})
+    except Exception as error:
+        if is_transient(error):
+            raise  # storage away for a moment: the recovery loop starts the run again
+        await _finish(sessionmaker, run_id, "failed", {"code": "invalid_data_source", "message": str(error)[:1000]})
         return
     async with httpx.AsyncClient(timeout=httpx.Timeout(600.0, connect=5.0)) as http:
         sampler = GatewaySampler(sessionmaker, settings, http, organization, param="data_source.model")
@@ -125,8 +136,16 @@ async def run_eval(ctx: dict[str, Any], run_id: str) -> None:
                 await watcher
     if canceled.is_set():
         return
+    permanent = [f for f in failures if not is_transient(f)]
+    if permanent:
+        # The same items would fail the same way on every restart: end the run, and say why.
+        log.warning("eval run %s: %d item(s) failed", run_id, len(permanent), exc_info=permanent[0])
+        message = f"{len(permanent)} item(s) could not be graded: {type(permanent[0]).__name__}: {permanent[0]}"
+        await _finish(sessionmaker, run_id, "failed", {"code": "item_error", "message": message[:1000]})
+        return
     if failures:
-        # An item not stored (a lost database, say): arq retries the run, which grades what is missing.
+        # An item not stored (a lost database, say): the recovery loop starts the run again, which
+        # grades only what is missing, up to `max_restarts` times.
         raise RuntimeError(f"{len(failures)} items of eval run {run_id} were not stored") from failures[0]
     await _finish(sessionmaker, run_id, "completed", None)
 
@@ -266,7 +285,8 @@ def summarize(rows: list[EvalRunOutputItem]) -> dict[str, Any]:
 
 
 async def recover_forever(sessionmaker: async_sessionmaker[AsyncSession], redis: ArqRedis, interval_s: float) -> None:
-    """Re-enqueue runs that Redis lost or whose process died (stale heartbeat)."""
+    """Re-enqueue runs that Redis lost or whose process died (stale heartbeat). A run started more
+    than `max_restarts` times fails when it starts next (`run_eval`), so enqueueing it again is safe."""
     while True:
         try:
             async with sessionmaker() as session:

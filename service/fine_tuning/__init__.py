@@ -9,7 +9,8 @@ or `service.fine_tuning.leases`, named on the arrow):
     ┌──────────── validating_files ──validation_failed──▶ failed
     │                    │ validated
     │                    ▼
-    │   ┌──────────▶  queued  ◀──────────────┐ requeue_lapsed (reconciler: the lease lapsed)
+    │   ┌──────────▶  queued  ◀──────────────┐ requeue_lapsed (reconciler: the lease lapsed;
+    │   │                │                   │   `failed` instead after `max_restarts` of them)
     │   │ resume         │ claim (a worker)  │ stop("requeue") (the worker is shutting down)
     │   │                ▼                   │
     │ paused ◀─pause── running ──────────────┘

@@ -6,6 +6,7 @@ served-model lookup and the inference resolver share.
         checkpoints/step-{n}/       an epoch checkpoint: adapter/ (servable) and state.pt
         pauses/step-{n}/            the training state a pause or a shutdown saved
         results/                    (reserved) result files live under `files/`, as every file
+    models/{base}/{digest}/         a base model ftserve converted (from GGUF): config.json written last
 """
 
 from __future__ import annotations
@@ -39,3 +40,13 @@ def saved_adapter_prefix(state_prefix: str) -> str:
 def is_adapter_name(name: str) -> bool:
     """Whether a model name asked of vLLM is an adapter's storage prefix (the job's or a checkpoint's)."""
     return name.startswith("jobs/") and name.endswith("/adapter/")
+
+
+def base_model_prefix(name: str, digest: str) -> str:
+    """A converted base model's directory, named by its catalogue name and a digest of its files.
+
+    Example:
+        >>> base_model_prefix("smollm2-135m", "0123abcd")
+        'models/smollm2-135m/0123abcd/'
+    """
+    return f"models/{name}/{digest}/"

@@ -92,7 +92,9 @@ async def record_checkpoint(
     """Record a checkpoint whose bytes are stored, keep the newest `keep`; the storage prefixes of
     those dropped (to delete after the commit: rows first, then bytes), or None if the lease is lost."""
     event = job_event(lease.job_id, f"Checkpoint created at step {checkpoint.step_number}")
-    won = await guarded_update(session, lease.held(), events=[event], resume_checkpoint=checkpoint.storage_prefix)
+    won = await guarded_update(
+        session, lease.held(), events=[event], resume_checkpoint=checkpoint.storage_prefix, lapsed_restarts=0
+    )  # progress: earlier lost workers no longer count
     if not won:
         await session.commit()
         return None

@@ -1,17 +1,24 @@
 """Retries of transient faults, for every caller of a transition outside a request.
 
+This module holds the one classification of faults for jobs and eval runs (`is_transient`).
 A fault is transient when trying again may work: a dropped or refused database connection
 (a failover, `pg_terminate_backend`, a restart), SQLite's `database is locked`, a pool that had
-no free connection, Redis unreachable. Anything else (a constraint violated, a bug) is raised
-at once. Backoff is exponential with jitter, from 0.1 s to 2 s between tries.
+no free connection, Redis unreachable, a network connection refused, reset or timed out
+(object storage included), object storage answering 5xx or "slow down". Anything else is
+permanent and raised at once: a constraint violated, a bug, and every other `OSError` (a file
+or model that is not there, a hub that cannot be reached offline, a disk refused) — trying again
+gives the same answer, so a job fails with the cause instead of being requeued for ever.
+Backoff is exponential with jitter, from 0.1 s to 2 s between tries.
 """
 
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+import botocore.exceptions
 import redis.exceptions
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -49,8 +56,17 @@ def is_transient(exc: BaseException) -> bool:
             return True
         if isinstance(
             cause,
-            PoolTimeoutError | redis.exceptions.ConnectionError | redis.exceptions.TimeoutError | OSError,
+            PoolTimeoutError
+            | redis.exceptions.ConnectionError
+            | redis.exceptions.TimeoutError
+            | ConnectionError
+            | TimeoutError
+            | socket.gaierror
+            | botocore.exceptions.ConnectionError
+            | botocore.exceptions.HTTPClientError,
         ):
+            return True
+        if isinstance(cause, botocore.exceptions.ClientError) and _storage_busy(cause):
             return True
         sqlstate = getattr(cause, "sqlstate", None)
         if isinstance(sqlstate, str) and sqlstate.startswith(TRANSIENT_SQLSTATE_PREFIXES):
@@ -58,6 +74,14 @@ def is_transient(exc: BaseException) -> bool:
         if type(cause).__name__ in ("ConnectionDoesNotExistError", "InterfaceError"):  # asyncpg, on a cut socket
             return True
     return False
+
+
+def _storage_busy(error: botocore.exceptions.ClientError) -> bool:
+    """Object storage said to come back later: a 5xx, or S3's throttling codes."""
+    response = error.response or {}
+    status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+    code = str(response.get("Error", {}).get("Code") or "")
+    return status >= 500 or code in ("SlowDown", "Throttling", "ThrottlingException", "RequestTimeout")
 
 
 def attempt_error(state: RetryCallState) -> BaseException | None:

@@ -95,8 +95,32 @@ async def resume(session: AsyncSession, job_id: str, organization_id: str) -> bo
     return won
 
 
-async def requeue_lapsed(session: AsyncSession, job_id: str) -> bool:
-    """running → queued when the holder's lease lapsed (on the database's clock)."""
+async def requeue_lapsed(session: AsyncSession, job_id: str, *, max_restarts: int) -> bool:
+    """running → queued when the holder's lease lapsed (on the database's clock); running → failed
+    instead when the job already lost its worker `max_restarts` times since its last checkpoint
+    (a job that kills or hangs every worker that takes it must end, and say so).
+
+    A worker that shuts down or is preempted gracefully hands the job back through `leases.stop`,
+    which does not count; a checkpoint resets the count (the job is making progress)."""
+    lapsed = (
+        (FineTuningJob.id == job_id) & (FineTuningJob.status == "running")
+        & (FineTuningJob.lease_expires_at.is_(None) | (FineTuningJob.lease_expires_at <= db_now()))
+    )  # fmt: skip
+    message = (
+        f"The trainer running this job stopped responding {max_restarts + 1} times without reaching a new "
+        "checkpoint, so the job was stopped rather than started again. The trainer's log says why (often it "
+        "runs out of memory: try a smaller batch_size, a shorter max_seq_len, or a worker with more memory)."
+    )
+    error = {"code": "trainer_lost", "message": message, "param": None}
+    failed = await guarded_update(
+        session, lapsed & (FineTuningJob.lapsed_restarts >= max_restarts),
+        events=[job_event(job_id, message, level="error")], status="failed", error=error, finished_at=now_s(),
+        worker_id=None, lease_expires_at=None, estimated_finish=None,
+    )  # fmt: skip
+    if failed:
+        await outbox.record_job(session, "fine_tuning.job.failed", job_id)
+        await session.commit()
+        return True
     event = job_event(
         job_id,
         "The trainer running this job stopped responding; the job is queued again and "
@@ -104,10 +128,8 @@ async def requeue_lapsed(session: AsyncSession, job_id: str) -> bool:
         level="warn",
     )
     won = await guarded_update(
-        session,
-        (FineTuningJob.id == job_id) & (FineTuningJob.status == "running")
-        & (FineTuningJob.lease_expires_at.is_(None) | (FineTuningJob.lease_expires_at <= db_now())),
-        events=[event], status="queued", worker_id=None, lease_expires_at=None, estimated_finish=None,
+        session, lapsed, events=[event], status="queued", worker_id=None, lease_expires_at=None,
+        estimated_finish=None, lapsed_restarts=FineTuningJob.lapsed_restarts + 1,
     )  # fmt: skip
     await session.commit()
     return won

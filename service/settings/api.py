@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import Field
+
 from service.settings.common import MB
 from service.settings.database import DatabaseSettings
 from service.settings.models import GraderSettings
@@ -33,6 +35,11 @@ class ApiSettings(DatabaseSettings, StorageSettings, GraderSettings):
 
     reconcile_interval_s: float = 5.0
     """How often the API compares the database with the queue (see `service.reconciler`)."""
+
+    max_restarts: int = Field(default=3, ge=0, le=100)
+    """Times a job or eval run is started again after losing its worker (a crash, a lapsed lease,
+    a transient fault) before it fails instead; a job's count restarts at each checkpoint, and
+    graceful shutdowns and preemptions do not count."""
 
     validate_concurrency: int = 4
     """Jobs whose files one API process validates at once."""

@@ -30,6 +30,10 @@ class CommonSettings(BaseSettings):
     models_file: Path | None = None
     """The base-model catalogue (JSON). Unset: `data_dir/models.json`."""
 
+    hf_token: str | None = Field(default=None, validation_alias=AliasChoices("FTSERVE_HF_TOKEN", "HF_TOKEN"))
+    """Hugging Face token, for catalogue entries whose `source` is a gated hub id (where the hub is
+    reachable). Unset: anonymous downloads."""
+
     log_format: str = "auto"
     """`json` (one object per line), `text`, or `auto`: text when stderr is a terminal, else JSON."""
 
