@@ -277,7 +277,8 @@ def _check_model_source(args: argparse.Namespace, settings: Settings) -> dict[st
     argv = [sys.executable, "-m", "trainer.model_import", "--name", args.name, "--source", args.source,
             "--task", args.task, *(["--chat-template", args.chat_template] if args.chat_template else [])]  # fmt: skip
     env = {**os.environ, "FTSERVE_DATA_DIR": str(settings.resolved_data_dir())}
-    print(f"checking {args.source} (a GGUF is converted and stored: a minute or more)…", file=sys.stderr)
+    slow = " (converting a GGUF takes a minute or more)" if args.source.endswith(".gguf") else ""
+    print(f"checking {args.source}{slow}…", file=sys.stderr)
     done = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if not lines:

@@ -63,18 +63,20 @@ def _local_or_fetched(base: BaseModel, settings: CommonSettings, models_dir: Pat
         if not (target / "config.json").is_file():
             _build_atomically(target, lambda tmp: convert_gguf(gguf, tmp))
         return target
-    if base.source.startswith(("/", ".", "~")):
-        raise ModelSourceError(
-            f"{base.source}: no such file or directory on this machine. Every trainer and "
-            "inference server must see the path (mount it), or add the model with `ftserve "
-            "models add`, which stores a converted GGUF in object storage for all of them."
-        )
     return fetch_source(base.source, settings)
 
 
 def fetch_source(source: str, settings: CommonSettings) -> Path:
-    """A Hugging Face model id, downloaded (or found in the hub's cache)."""
+    """A Hugging Face model id, downloaded (or found in the hub's cache); a path that is not on
+    this machine is refused as such, not looked up on the hub."""
     from huggingface_hub import snapshot_download
+
+    if source.startswith(("/", ".", "~")) or source.endswith(".gguf"):
+        raise ModelSourceError(
+            f"{source}: no such file or directory on this machine. Every trainer and inference server must see "
+            "the path (mount it), or add the model with `ftserve models add`, which stores a converted GGUF in "
+            "object storage for all of them."
+        )
 
     try:
         return Path(snapshot_download(source, token=settings.hf_token or None))
