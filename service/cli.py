@@ -51,13 +51,12 @@ def cmd_up(args: argparse.Namespace) -> int:
     import uvicorn
 
     from service.api.app import create_app
-    from service.catalog import load_catalog
     from service.db import upgrade_database
     from service.embedded import (
+        InferenceFleet,
         Supervisor,
         new_inference_key,
         private_data_dir,
-        start_inference,
         start_private_redis,
         start_workers,
     )
@@ -86,12 +85,12 @@ def cmd_up(args: argparse.Namespace) -> int:
         else:
             say(f"Redis {settings.redis_url.split('@')[-1]}")
         announce_redis_url(settings, settings.redis_url)  # where `ftserve keys revoke` announces revocations
+        # The API reads this dict on every request; the fleet adds and removes its servers in place.
+        settings = settings.model_copy(update={"inference_urls": dict(settings.inference_urls)})
         if not args.no_inference:
-            serve = [m.name for m in load_catalog(settings).models if m.serve and m.name not in settings.inference_urls]
-            started = start_inference(supervisor, serve, settings)
-            settings = settings.model_copy(update={"inference_urls": {**settings.inference_urls, **started}})
-            for name, url in started.items():
-                say(f"inference server for {name} starting on {url} (ready in about a minute on a CPU)")
+            fleet = InferenceFleet(supervisor, settings, settings.inference_urls, say)
+            fleet.sync()
+            supervisor.hooks.append(fleet.sync)
         start_workers(supervisor, args.workers, settings)
         say(f"{args.workers} trainer worker(s)")
         supervisor.run()

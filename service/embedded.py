@@ -3,9 +3,11 @@
 - a private Redis when `REDIS_URL` is unset (it keeps nothing on disk: the database is the
   truth, and the reconciler re-enqueues whatever a restarted Redis forgot);
 - trainer workers (`python -m trainer.worker`), so the API process never imports torch;
-- one inference server per catalogue model marked `serve` (`python -m inference.server`).
+- one inference server per catalogue model marked `serve` (`python -m inference.server`),
+  started and stopped as the catalogue changes (`InferenceFleet`).
 
-A child that exits while the service runs is started again, on the same port.
+A child that exits while the service runs is started again, on the same port, unless its exit
+code says trying again cannot help (an inference server whose model cannot load).
 
 What they share stays private: the data dir is 0700 and what is created in it 0600 (`ftserve`
 sets the umask to 077; `private_data_dir` tightens what an older version left open), the
@@ -31,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from service.catalog import BaseModel, load_catalog
 from service.net import free_port
 from service.settings import Settings
 
@@ -70,6 +73,9 @@ class Child:
     ready_url: str | None = None
     proc: subprocess.Popen[bytes] | None = None
     restarts: int = 0
+    final_exit_codes: frozenset[int] = frozenset()
+    """Exit codes that mean trying again cannot help (a model that cannot load): not restarted."""
+    gave_up: bool = False
     ready: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> None:
@@ -102,6 +108,8 @@ class Supervisor:
     def __init__(self, say: Say) -> None:
         self.say = say
         self.children: list[Child] = []
+        self.hooks: list[Callable[[], None]] = []
+        """Called on every pass of the supervising thread (every 0.5 s)."""
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="ftserve-supervisor", daemon=True)
 
@@ -110,16 +118,37 @@ class Supervisor:
         self.children.append(child)
         return child
 
+    def remove(self, child: Child, timeout_s: float = 30.0) -> None:
+        """Stop `child` (SIGTERM, then SIGKILL) and supervise it no more."""
+        if child in self.children:
+            self.children.remove(child)
+        if child.proc is not None and child.proc.poll() is None:
+            child.proc.send_signal(signal.SIGTERM)
+            try:
+                child.proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                child.proc.kill()
+                child.proc.wait()
+
     def run(self) -> None:
         self._thread.start()
 
     def _watch(self) -> None:
         while not self._stopping.wait(0.5):
+            for hook in self.hooks:
+                try:
+                    hook()
+                except Exception as exc:  # a bad catalogue edit must not stop the supervision
+                    self.say(f"{exc}")
             for child in list(self.children):
                 if self._stopping.is_set() or child.proc is None:
                     continue
                 code = child.proc.poll()
-                if code is not None:
+                if code is not None and code in child.final_exit_codes:
+                    if not child.gave_up:
+                        child.gave_up = True
+                        self.say(f"{child.name} exited with {code} and is not restarted: see {child.log}")
+                elif code is not None:
                     child.restarts += 1
                     self.say(f"{child.name} exited with {code}; starting it again (log: {child.log})")
                     child.start()
@@ -227,21 +256,51 @@ def start_workers(supervisor: Supervisor, count: int, settings: Settings) -> Non
         ))  # fmt: skip
 
 
-def start_inference(supervisor: Supervisor, base_models: list[str], settings: Settings) -> dict[str, str]:
-    """An inference server per base model on a free port, each requiring
-    `settings.inference_api_key`; returns base name → URL."""
-    if not settings.inference_api_key:
-        raise ValueError("inference servers need settings.inference_api_key")
-    urls = {}
-    for name in base_models:
+class InferenceFleet:
+    """The inference servers of one `ftserve up`: one per catalogue entry marked `serve`, started
+    when an entry appears, restarted when it changes and stopped when it goes (`sync`, run by the
+    supervisor every couple of seconds), so `ftserve models add` needs no restart.
+
+    `urls` is the API's own `settings.inference_urls`, updated in place: the gateway reads it on
+    every request. Names already there at start (given by the operator) are left alone."""
+
+    def __init__(self, supervisor: Supervisor, settings: Settings, urls: dict[str, str], say: Say) -> None:
+        if not settings.inference_api_key:
+            raise ValueError("inference servers need settings.inference_api_key")
+        self.supervisor, self.settings, self.urls, self.say = supervisor, settings, urls, say
+        self.external = set(urls)
+        self.running: dict[str, tuple[BaseModel, Child]] = {}
+        self._next_sync = 0.0
+
+    def sync(self, *, interval_s: float = 2.0) -> None:
+        if time.monotonic() < self._next_sync:
+            return
+        self._next_sync = time.monotonic() + interval_s
+        wanted = {m.name: m for m in load_catalog(self.settings).models if m.serve and m.name not in self.external}
+        for name, (entry, child) in list(self.running.items()):
+            if wanted.get(name) != entry:
+                self.urls.pop(name, None)
+                del self.running[name]
+                self.say(f"stopping the inference server for {name} (its catalogue entry "
+                         f"{'changed' if name in wanted else 'is gone'})")  # fmt: skip
+                self.supervisor.remove(child)
+        for name, entry in wanted.items():
+            if name not in self.running:
+                self.running[name] = (entry, self._start(name))
+            elif self.running[name][1].gave_up:  # it cannot load its model: the gateway says so
+                self.urls.pop(name, None)
+
+    def _start(self, name: str) -> Child:
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        supervisor.add(Child(
+        child = self.supervisor.add(Child(
             name=f"inference server for {name}",
             argv=[sys.executable, "-m", "inference.server", "--base-model", name, "--port", str(port)],
-            env={**child_env(settings), "FTSERVE_INFERENCE_API_KEY": settings.inference_api_key},
-            log=settings.resolved_data_dir() / "logs" / f"inference-{name}.log",
+            env={**child_env(self.settings), "FTSERVE_INFERENCE_API_KEY": self.settings.inference_api_key or ""},
+            log=self.settings.resolved_data_dir() / "logs" / f"inference-{name}.log",
             ready_url=f"{url}/health",
+            final_exit_codes=frozenset({2, 3}),  # `inference.server`: unknown model, or one that cannot load
         ))  # fmt: skip
-        urls[name] = url
-    return urls
+        self.urls[name] = url
+        self.say(f"inference server for {name} starting on {url} (ready in about a minute on a CPU)")
+        return child

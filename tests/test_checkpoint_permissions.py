@@ -1,7 +1,7 @@
 """Checkpoint permissions with the official SDK against `ftserve up` (no inference server).
 
 `project_ids` are organisation names. With no inference server running, a model the caller may
-use answers a completion with 503 `model_unavailable` (it was found and routed), and one it may
+use answers a completion with 503 `model_not_served` (it was found and routed), and one it may
 not use with 404 `model_not_found`: that difference is what "may call" means here.
 """
 
@@ -41,7 +41,7 @@ def _can_call(client: openai.OpenAI, model: str) -> bool:
     try:
         client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}], max_tokens=1)
     except openai.InternalServerError as exc:
-        assert exc.status_code == 503 and exc.code == "model_unavailable"
+        assert exc.status_code == 503 and exc.code == "model_not_served"
         return True
     except openai.NotFoundError as exc:
         assert exc.code == "model_not_found"

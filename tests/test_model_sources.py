@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import botocore.exceptions
+import openai
 import pytest
 from huggingface_hub.errors import LocalEntryNotFoundError
 
@@ -132,5 +133,38 @@ def test_a_job_on_a_source_that_cannot_load_fails_on_its_first_attempt_naming_th
             messages = [e.message for e in client.fine_tuning.jobs.list_events(job.id, limit=100)]
             assert job.error.message in messages
             assert not any("stopped responding" in m for m in messages)  # failed on its first attempt
+    finally:
+        stack.stop()
+
+
+def test_ftserve_up_starts_a_server_for_a_model_added_while_it_runs_and_says_when_none_can_serve(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    stack = make_stack(request, "sqlite-local", tmp_path, HF_HUB_OFFLINE="1")
+    assert models_add(tmp_path, "tiny-chat", "--source", "builtin:tiny-chat", "--no-serve").returncode == 0
+    try:
+        server = stack.start_api()  # inference on, but nothing in the catalogue to serve
+        client = server.client()
+        with pytest.raises(openai.InternalServerError) as caught:
+            client.chat.completions.create(model="tiny-chat", messages=[{"role": "user", "content": "hi"}])
+        assert caught.value.status_code == 503 and caught.value.code == "model_not_served"
+        assert "serve: false" in caught.value.message
+
+        # Added while `ftserve up` runs: its server starts without a restart. This one cannot load its
+        # model, so it is not restarted in a loop, and the gateway says no server runs for it.
+        added = models_add(tmp_path, "late", "--source", "/srv/models/late", "--skip-check")
+        assert added.returncode == 0, added.stderr
+        log = tmp_path / "server-0.log"
+        deadline = time.monotonic() + 120
+        while "inference server for late exited with 3 and is not restarted" not in log.read_text():
+            assert time.monotonic() < deadline, log.read_text()[-2000:]
+            time.sleep(0.5)
+        assert "inference server for late starting on" in log.read_text()
+        time.sleep(3)  # one more pass of the supervisor
+        assert log.read_text().count("inference server for late exited") == 1
+        assert "/srv/models/late: no such file or directory" in (tmp_path / "logs" / "inference-late.log").read_text()
+        with pytest.raises(openai.InternalServerError) as caught:
+            client.chat.completions.create(model="late", messages=[{"role": "user", "content": "hi"}])
+        assert caught.value.code == "model_not_served"
     finally:
         stack.stop()

@@ -15,7 +15,7 @@ from litestar.params import JSONBody
 from litestar.response import Stream
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.api.inference.proxy import forward, unavailable
+from service.api.inference.proxy import forward, not_served
 from service.api.inference.schemas import ChatCompletion, Completion, CreateEmbeddingResponse, answer
 from service.api.models.controllers import find_model
 from service.api.openapi_docs import ERROR_RESPONSES
@@ -53,7 +53,7 @@ async def _complete(
     _check_task(served, path)
     base_url = state.settings.inference_urls.get(served.base.name)
     if base_url is None:
-        raise unavailable(served.base.name)
+        raise not_served(served.base.name)
     return await forward(state.http, base_url, path, body, served, state.settings.inference_api_key,
                          completions_usage=path != "/v1/embeddings")  # fmt: skip
 

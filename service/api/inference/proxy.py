@@ -40,6 +40,17 @@ class UpstreamError(FtserveError):
         self.type = str(error.get("type") or ("invalid_request_error" if status < 500 else "server_error"))
 
 
+def not_served(base: str) -> ServiceUnavailableError:
+    """The base model is in the catalogue, but no inference server runs for it: retrying won't help."""
+    return ServiceUnavailableError(
+        f"No inference server runs for base model `{base}`: its catalogue entry has `serve: false`, its server "
+        "could not load the model (its log says why), or this deployment names no server for it "
+        f"(FTSERVE_INFERENCE_URLS). `ftserve up` starts one for every entry marked `serve`; elsewhere, run "
+        f"`ftserve inference --base-model {base}`.",
+        code="model_not_served",
+    )
+
+
 def unavailable(base: str) -> ServiceUnavailableError:
     return ServiceUnavailableError(
         f"The inference server for base model `{base}` is not reachable; retry shortly.", code="model_unavailable"
