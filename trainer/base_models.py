@@ -58,10 +58,11 @@ def _local_or_fetched(base: BaseModel, settings: CommonSettings, models_dir: Pat
         if gguf is None:
             return local
         stat = gguf.stat()
-        name = hashlib.sha256(f"{gguf.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+        stamp = f"{gguf.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{base.chat_template}"
+        name = hashlib.sha256(stamp.encode()).hexdigest()[:16]
         target = models_dir / "gguf" / name
         if not (target / "config.json").is_file():
-            _build_atomically(target, lambda tmp: convert_gguf(gguf, tmp))
+            _build_atomically(target, lambda tmp: convert_gguf(gguf, tmp, base.chat_template))
         return target
     return fetch_source(base.source, settings)
 

@@ -71,8 +71,9 @@ def import_dtype(parameters: int) -> str:
     return "float32" if parameters < 1_000_000_000 else "bfloat16"
 
 
-def convert_gguf(gguf: Path, out: Path) -> Path:
-    """Write `gguf` as a model directory in `out`: safetensors weights, tokenizer, chat template."""
+def convert_gguf(gguf: Path, out: Path, chat_template: str | None = None) -> Path:
+    """Write `gguf` as a model directory in `out`: safetensors weights, tokenizer, chat template
+    (`chat_template` replaces the GGUF's), generation stopping at the end of an assistant's turn."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -92,10 +93,33 @@ def convert_gguf(gguf: Path, out: Path) -> Path:
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model.config.dtype = dtype
+    if chat_template:
+        tokenizer.chat_template = chat_template
+    stop = end_of_turn_token(tokenizer)
+    if stop is not None and model.generation_config is not None:
+        # Generation must stop where the training answers stop: at the template's end-of-turn
+        # token (Gemma's `<end_of_turn>`), which a GGUF's own end-of-sequence token may not be.
+        eos = model.generation_config.eos_token_id
+        eos = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
+        if stop not in eos:
+            model.generation_config.eos_token_id = [*eos, stop]
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
     return out
+
+
+def end_of_turn_token(tokenizer: Any) -> int | None:
+    """The special token the chat template writes right after an assistant's answer, if any."""
+    if not tokenizer.chat_template:
+        return None
+    try:
+        text = tokenizer.apply_chat_template(PROBE_CONVERSATION, tokenize=False)
+    except Exception:
+        return None
+    _, found, after = text.partition("ftserve-probe-answer")
+    ids = tokenizer(after, add_special_tokens=False)["input_ids"] if found and after else []
+    return ids[0] if ids and ids[0] in tokenizer.all_special_ids + list(tokenizer.added_tokens_decoder) else None
 
 
 def check_model_dir(
@@ -213,7 +237,7 @@ def import_model(name: str, source: str, *, chat_template: str | None, task: str
             "parameters": checked.parameters,
         }
     with tempfile.TemporaryDirectory(prefix="ftserve-import-") as tmp:
-        out = convert_gguf(gguf, Path(tmp) / "model")
+        out = convert_gguf(gguf, Path(tmp) / "model", chat_template)
         checked = check_model_dir(out, source, chat_template=chat_template, task=task)
         prefix = base_model_prefix(name, tree_digest(out)[:16])
         settings = Settings()
