@@ -46,7 +46,16 @@ def test_invalid_entries_are_refused(tmp_path: Path, entry: BaseModel, message: 
 
 def test_models_cli(tmp_path: Path) -> None:
     added = run_cli(
-        "models", "add", "qwen-small", "--source", "/m/qwen", "--alias", "gpt-4o-mini", "--data-dir", str(tmp_path)
+        "models",
+        "add",
+        "qwen-small",
+        "--source",
+        "/m/qwen",
+        "--alias",
+        "gpt-4o-mini",
+        "--data-dir",
+        str(tmp_path),
+        "--skip-check",  # the catalogue's own rules; sources are checked in test_model_sources.py
     )
     assert added.returncode == 0, added.stderr
     listed = run_cli("models", "list", "--data-dir", str(tmp_path))
@@ -54,5 +63,6 @@ def test_models_cli(tmp_path: Path) -> None:
         "tiny-chat\tbuiltin:tiny-chat",
         "qwen-small\t/m/qwen (aliases: gpt-4o-mini)",
     ]
-    refused = run_cli("models", "add", "x", "--source", "y", "--alias", "qwen-small", "--data-dir", str(tmp_path))
-    assert refused.returncode == 2
+    refused = run_cli("models", "add", "x", "--source", "y", "--alias", "qwen-small", "--data-dir", str(tmp_path),
+                      "--skip-check")  # fmt: skip
+    assert refused.returncode == 2 and "already used by another model: qwen-small" in refused.stderr

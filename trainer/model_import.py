@@ -258,15 +258,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chat-template", help="a Jinja chat template file, for a tokenizer without one")
     parser.add_argument("--task", choices=["generate", "embed"], default="generate")
     args = parser.parse_args(argv)
+    # Run as `python -m`, this file is `__main__`: the error class the checks raise is the one of
+    # the imported module, not this copy's.
+    from trainer import model_import
+
     template = None
     try:
         if args.chat_template:
             try:
                 template = Path(args.chat_template).read_text()
             except OSError as exc:
-                raise ModelSourceError(f"--chat-template {args.chat_template}: {exc.strerror}") from exc
-        result = import_model(args.name, args.source, chat_template=template, task=args.task)
-    except ModelSourceError as exc:
+                raise model_import.ModelSourceError(f"--chat-template {args.chat_template}: {exc.strerror}") from exc
+        result = model_import.import_model(args.name, args.source, chat_template=template, task=args.task)
+    except model_import.ModelSourceError as exc:
         result = {"ok": False, "error": str(exc)}
     if template is not None and result["ok"]:
         result["chat_template"] = template

@@ -32,8 +32,8 @@ export async function list(main) {
       if (!window.confirm(`Delete ${m.id}? It stops being served at once.`)) return;
       try {
         await del(`/models/${enc(m.id)}`);
+        await draw(); // the list first: "Deleted" is said once the row is gone
         message.append(h("p", { class: "ok" }, "Deleted ", h("code", {}, m.id), "."));
-        await draw();
       } catch (err) {
         message.append(errorBox(err));
       }
