@@ -244,16 +244,15 @@ def fx_other_client(server: Server) -> openai.OpenAI:
     return server.client(server.other_key)
 
 
-def inference_ready(server: Server, timeout_s: float = 300) -> None:
-    """Wait until the gateway reaches the inference server (it starts beside the API)."""
+def inference_ready(server: Server, timeout_s: float = 300, model: str = "tiny-chat") -> None:
+    """Wait until the gateway reaches `model`'s inference server (it starts beside the API)."""
     import time
 
     client = server.client()
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            client.chat.completions.create(model="tiny-chat", messages=[{"role": "user", "content": "hi"}],
-                                           max_tokens=1)  # fmt: skip
+            client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}], max_tokens=1)
             return
         except openai.InternalServerError as exc:
             if exc.status_code != 503 or time.monotonic() > deadline:

@@ -15,12 +15,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import openai
 import pytest
 
 from service.adapters import base_fingerprint
 from service.storage import download_tree
-from tests.conftest import BIN, Server, Stack, make_stack
+from tests.conftest import BIN, Server, Stack, inference_ready, make_stack
 from tests.models import ModelUnavailable, offline, smollm2_gguf
 
 pytestmark = pytest.mark.slow
@@ -39,10 +38,19 @@ def fx_smol_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
         pytest.fail(str(exc))
     stack = make_stack(request, "sqlite-s3", tmp_path_factory.mktemp("smollm2"), FTSERVE_TRAINER_THREADS="2")
     ftserve = str(BIN / "ftserve")
-    subprocess.run([ftserve, "models", "add", "tiny-chat", "--source", "builtin:tiny-chat", "--no-serve"],
-                   env=stack.env, check=True, capture_output=True)  # fmt: skip
-    added = subprocess.run([ftserve, "models", "add", MODEL, "--source", str(gguf), "--max-seq-len", "512"],
-                           env=stack.env, capture_output=True, text=True, check=False)  # fmt: skip
+    subprocess.run(
+        [ftserve, "models", "add", "tiny-chat", "--source", "builtin:tiny-chat", "--no-serve"],
+        env=stack.env,
+        check=True,
+        capture_output=True,
+    )
+    added = subprocess.run(
+        [ftserve, "models", "add", MODEL, "--source", str(gguf), "--max-seq-len", "512"],
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert added.returncode == 0, added.stderr
     try:
         yield stack
@@ -53,16 +61,8 @@ def fx_smol_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
 @pytest.fixture(scope="module", name="smol_api")
 def fx_smol_api(smol_stack: Stack) -> Server:
     server = smol_stack.start_api()
-    client = server.client()
-    deadline = time.monotonic() + 600
-    while True:
-        try:
-            client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}], max_tokens=1)
-            return server
-        except openai.InternalServerError as exc:
-            if exc.status_code != 503 or time.monotonic() > deadline:
-                raise
-            time.sleep(2)
+    inference_ready(server, timeout_s=600, model=MODEL)
+    return server
 
 
 def catalogue_entry(stack: Stack) -> dict[str, Any]:
@@ -95,9 +95,12 @@ def test_smollm2_trains_and_its_adapter_answers_alike_under_vllm_and_peft(smol_a
     lines = (TASK / "train.jsonl").read_text().splitlines()[:24]
     training = client.files.create(file=("classify.jsonl", "\n".join(lines).encode()), purpose="fine-tune")
     job = client.fine_tuning.jobs.create(
-        model=MODEL, training_file=training.id, suffix="classify", seed=7,
+        model=MODEL,
+        training_file=training.id,
+        suffix="classify",
+        seed=7,
         method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 3}}},  # type: ignore[typeddict-item]
-    )  # fmt: skip
+    )
     deadline = time.monotonic() + 900
     while (job := client.fine_tuning.jobs.retrieve(job.id)).status not in ("succeeded", "failed", "cancelled"):
         assert time.monotonic() < deadline, f"{job.id} still {job.status}"
@@ -129,8 +132,9 @@ def test_smollm2_trains_and_its_adapter_answers_alike_under_vllm_and_peft(smol_a
     entry = json.loads((Path(smol_api.env["FTSERVE_DATA_DIR"]) / "models.json").read_text())
     weights = next(m for m in entry["models"] if m["name"] == MODEL)["weights"]
     base_dir = download_tree(storage, weights, tmp_path / "base")
-    (adapter_prefix,) = {k.rsplit("adapter/", 1)[0] + "adapter/" for k in storage.list_keys("jobs/")
-                         if f"/{job.id}/adapter/" in k}  # fmt: skip
+    (adapter_prefix,) = {
+        k.rsplit("adapter/", 1)[0] + "adapter/" for k in storage.list_keys("jobs/") if f"/{job.id}/adapter/" in k
+    }
     adapter_dir = download_tree(storage, adapter_prefix, tmp_path / "adapter")
     marker = json.loads((adapter_dir / "ftserve.json").read_text())
     assert marker["fingerprint"] == base_fingerprint(base_dir)  # trained on exactly the stored bytes
@@ -139,8 +143,9 @@ def test_smollm2_trains_and_its_adapter_answers_alike_under_vllm_and_peft(smol_a
     agree = 0
     with torch.no_grad():
         for messages, choice in zip(prompts, served, strict=True):
-            inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
-                                                   return_dict=True)  # fmt: skip
+            inputs = tokenizer.apply_chat_template(
+                messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+            )
             out = model.generate(**inputs, max_new_tokens=20, do_sample=False)
             text = tokenizer.decode(out[0][inputs["input_ids"].shape[1] :], skip_special_tokens=True)
             agree += text.strip() == (choice.message.content or "").strip()
@@ -149,7 +154,9 @@ def test_smollm2_trains_and_its_adapter_answers_alike_under_vllm_and_peft(smol_a
 
 def test_the_base_model_serves_through_the_gateway(smol_api: Server) -> None:
     reply = smol_api.client().chat.completions.create(
-        model=MODEL, messages=[{"role": "user", "content": "What is the capital of France?"}], temperature=0,
+        model=MODEL,
+        messages=[{"role": "user", "content": "What is the capital of France?"}],
+        temperature=0,
         max_tokens=16,
-    )  # fmt: skip
+    )
     assert "Paris" in (reply.choices[0].message.content or "")
