@@ -102,7 +102,9 @@ def test_a_step_over_the_token_budget_runs_in_passes_with_the_same_loss_and_grad
         objective = DPOObjective(tokenizer.pad_token_id, beta=0.1)
         config = SFTConfig(n_epochs=1, batch_size=8, learning_rate=5e-3, seed=0, max_tokens_per_microbatch=budget)
         passes: list[int] = []
-        model.register_forward_pre_hook(lambda _module, _args, passes=passes: passes.append(1))
+        # The decoder runs once a pass (the output layer only where labels are: `trainer.token_logps`).
+        decoder = model.get_base_model().get_decoder()
+        decoder.register_forward_pre_hook(lambda _module, _args, passes=passes: passes.append(1))
         outcomes.append(objective.step(model, pairs, config, normaliser=len(pairs)))
         gradients.append([p.grad.clone() for p in model.parameters() if p.requires_grad])
         counts.append(len(passes))

@@ -25,7 +25,8 @@ from typing import Any
 import torch
 
 from trainer.data import IGNORE_INDEX, TokenizedExample, tokenize_chat
-from trainer.sft import SFTConfig, StepOutcome, labelled_logits, pack
+from trainer.sft import SFTConfig, StepOutcome, pack
+from trainer.token_logps import labelled_token_logps
 
 REFERENCE_ADAPTER = "reference"
 """Name of the frozen source adapter that serves as the reference policy, when there is one."""
@@ -66,11 +67,10 @@ def tokenize_preference(tokenizer: Any, example: dict[str, Any], *, max_tokens: 
 def packed_sequence_logps(model: Any, sequences: list[TokenizedExample]) -> tuple[torch.Tensor, int]:
     """Per sequence, the summed log-probability of its labelled tokens, from one packed row with
     logits only where a label follows; and the count of those labels."""
-    logits, wanted, keep = labelled_logits(model, pack(sequences))
+    picked, _, keep = labelled_token_logps(model, pack(sequences))
     lengths = torch.tensor([len(s.input_ids) for s in sequences])
-    owner = torch.repeat_interleave(torch.arange(len(sequences)), lengths)[1:][keep].to(logits.device)
-    picked = torch.log_softmax(logits, -1).gather(1, wanted.unsqueeze(1)).squeeze(1)
-    return torch.zeros(len(sequences), device=logits.device).index_add(0, owner, picked), int(keep.numel())
+    owner = torch.repeat_interleave(torch.arange(len(sequences)), lengths)[1:][keep].to(picked.device)
+    return torch.zeros(len(sequences), device=picked.device).index_add(0, owner, picked), int(keep.numel())
 
 
 def sequence_logps(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:

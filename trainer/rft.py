@@ -46,7 +46,8 @@ from trainer.data import IGNORE_INDEX, TokenizedExample
 from trainer.dpo import reference_policy
 from trainer.rft_grading import GradedGroup
 from trainer.sampling import Completion, CompletionSampler
-from trainer.sft import SFTConfig, StepOutcome, _pack_rows, labelled_logits, pack
+from trainer.sft import SFTConfig, StepOutcome, _pack_rows, pack
+from trainer.token_logps import labelled_token_logps
 
 GROUP_PER_MULTIPLIER = 8
 KL_BETA = 0.04
@@ -246,11 +247,9 @@ class RFTObjective:
     def _pass(self, model: Any, row: list[TokenizedExample], row_advantage: list[float], divisor: float) -> tuple[
         torch.Tensor, torch.Tensor]:  # fmt: skip
         batch = pack(row)
-        logits, wanted, keep = labelled_logits(model, batch)
-        logps = torch.log_softmax(logits, -1).gather(1, wanted.unsqueeze(1)).squeeze(1)
+        logps, _, keep = labelled_token_logps(model, batch)
         with torch.no_grad(), reference_policy(model, self.reference_adapter):
-            ref_logits, _, _ = labelled_logits(model, batch)
-            ref_logps = torch.log_softmax(ref_logits, -1).gather(1, wanted.unsqueeze(1)).squeeze(1)
+            ref_logps, _, _ = labelled_token_logps(model, batch)
         lengths = torch.tensor([len(s.input_ids) for s in row])
         owner = torch.repeat_interleave(torch.arange(len(row)), lengths)[1:][keep].to(logps.device)
         counts = torch.bincount(owner, minlength=len(row)).clamp(min=1)

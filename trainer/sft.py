@@ -26,6 +26,7 @@ from trainer.loop import (  # the loop's types, used here and re-exported for th
     TrainResult,
     run,
 )
+from trainer.token_logps import labelled_token_logps
 
 __all__ = ["LoraSettings", "SFTConfig", "StepOutcome", "StopRequest", "TrainResult", "TrainingCallbacks"]
 
@@ -96,13 +97,12 @@ def loss_sums(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor,
     """Summed token loss over labelled positions, and the count of correct predictions.
 
     A packed batch carries `position_ids` and no `attention_mask`; a padded one the reverse.
-    For a single (packed) row, logits are computed only where a label follows: the output layer
-    and the loss skip the prompt tokens entirely.
+    For a single (packed) row, logits are computed only where a label follows, in bounded memory
+    (`trainer.token_logps`): the output layer and the loss skip the prompt tokens entirely.
     """
     if batch["labels"].shape[0] == 1:
-        logits, wanted, _ = labelled_logits(model, batch)
-        loss = torch.nn.functional.cross_entropy(logits, wanted, reduction="sum")
-        return loss, (logits.argmax(-1) == wanted).sum()
+        logps, correct, _ = labelled_token_logps(model, batch)
+        return -logps.sum(), correct.sum()
     device = next(model.parameters()).device
     inputs = {k: batch[k].to(device) for k in ("input_ids", "attention_mask", "position_ids") if k in batch}
     targets = batch["labels"][:, 1:].to(device)
@@ -112,20 +112,6 @@ def loss_sums(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor,
         shifted.reshape(-1, shifted.size(-1)), targets.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
     )
     return loss, ((shifted.argmax(-1) == targets) & valid).sum()
-
-
-def labelled_logits(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """For a batch of one row: float32 logits only at the positions a label follows (the output
-    layer skips every other token), those labels, and the positions themselves (on the host).
-
-    The positions are found on the host, where the labels are, so finding them needs no device sync.
-    """
-    device = next(model.parameters()).device
-    inputs = {k: batch[k].to(device) for k in ("input_ids", "attention_mask", "position_ids") if k in batch}
-    keep = (batch["labels"][0, 1:] != IGNORE_INDEX).nonzero().squeeze(1)
-    wanted = batch["labels"][0, 1:][keep].to(device)
-    logits = model(**inputs, use_cache=False, logits_to_keep=keep.to(device)).logits[0].float()
-    return logits, wanted, keep
 
 
 def labelled(batch: dict[str, torch.Tensor]) -> int:
