@@ -232,7 +232,7 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 
 
 def cmd_models_add(args: argparse.Namespace) -> int:
-    from service.catalog import PRETRAINED_DEFAULTS, BaseModel, save_entry
+    from service.catalog import PRETRAINED_DEFAULTS, PRETRAINED_LEARNING_RATE, BaseModel, save_entry
 
     settings = _settings(args)
     source, weights, template = args.source, None, None
@@ -248,18 +248,21 @@ def cmd_models_add(args: argparse.Namespace) -> int:
         print(f"checked {args.source}: {what}" + (f"; converted and stored at {weights}" if weights else ""))
     elif args.chat_template:
         template = Path(args.chat_template).read_text()
+    pretrained = args.task == "generate" and not args.source.startswith("builtin:")
+    if args.learning_rate is None and pretrained:
+        args.learning_rate = PRETRAINED_LEARNING_RATE
     entry = BaseModel(
         name=args.name,
         source=source,
         aliases=tuple(args.alias or ()),
         serve=not args.no_serve,
-        learning_rate=args.learning_rate,
+        **({"learning_rate": args.learning_rate} if args.learning_rate else {}),
         max_seq_len=args.max_seq_len,
         tool_call_parser=args.tool_call_parser,
         task=args.task,
         weights=weights,
         chat_template=template,
-        auto=None if args.task == "embed" or args.source.startswith("builtin:") else PRETRAINED_DEFAULTS,
+        auto=PRETRAINED_DEFAULTS if pretrained else None,
     )
     try:
         save_entry(settings, entry)
@@ -360,7 +363,9 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--source", required=True, help="a .gguf file, a model directory, a Hugging Face id, or builtin:…")
     add.add_argument("--alias", action="append", help="another name that resolves to this model (repeatable)")
     add.add_argument("--no-serve", action="store_true", help="do not start an inference server for it")
-    add.add_argument("--learning-rate", type=float, default=2e-4, help="base learning rate (default 2e-4)")
+    add.add_argument(
+        "--learning-rate", type=float, default=None, help="base learning rate (default: 1e-3 for a pretrained model)"
+    )
     add.add_argument("--max-seq-len", type=int, default=4096, help="training truncation length (default 4096)")
     add.add_argument("--tool-call-parser", help="vLLM tool-call parser for the model (hermes, llama3_json, …)")
     add.add_argument("--task", choices=["generate", "embed"], default="generate",

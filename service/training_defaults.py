@@ -33,6 +33,7 @@ def resolve_hyperparameters(
     - `learning_rate_multiplier`: 1.0, the catalogue's learning rate for the base model as is.
 
     The entry's `auto` (`service.catalog.TrainingDefaults`) replaces any of them; its
+    `min_batch_size` raises the rule's batch (never past the number of examples), and its
     `min_steps` then raises `"auto"` epochs until the job makes that many optimizer steps.
 
     Example:
@@ -44,6 +45,9 @@ def resolve_hyperparameters(
         {'n_epochs': 30, 'batch_size': 1, 'learning_rate_multiplier': 1.0}
         >>> resolve_hyperparameters({"compute_multiplier": "auto", "batch_size": 4}, 20, tuned)["eval_interval"]
         5
+        >>> pretrained = BaseModel(name="p", source="p", auto=TrainingDefaults(min_batch_size=4))
+        >>> resolve_hyperparameters({}, 80, pretrained), resolve_hyperparameters({}, 3000, pretrained)["batch_size"]
+        ({'n_epochs': 3, 'batch_size': 4, 'learning_rate_multiplier': 1.0}, 6)
     """
     defaults = (base.auto if base else None) or TrainingDefaults()
     reinforcement = "compute_multiplier" in requested
@@ -53,7 +57,8 @@ def resolve_hyperparameters(
         defaults = TrainingDefaults(learning_rate_multiplier=defaults.learning_rate_multiplier)
     resolved = dict(requested)
     if resolved.get("batch_size", "auto") == "auto":
-        resolved["batch_size"] = defaults.batch_size or max(1, min(256, round(n_examples * 0.002)))
+        rule = max(defaults.min_batch_size or 1, min(256, round(n_examples * 0.002)))
+        resolved["batch_size"] = defaults.batch_size or min(rule, max(n_examples, 1))
     if resolved.get("n_epochs", "auto") == "auto":
         resolved["n_epochs"] = _epochs(n_examples, int(resolved["batch_size"]), defaults)
     if resolved.get("learning_rate_multiplier", "auto") == "auto":
