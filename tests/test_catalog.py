@@ -66,3 +66,24 @@ def test_models_cli(tmp_path: Path) -> None:
     refused = run_cli("models", "add", "x", "--source", "y", "--alias", "qwen-small", "--data-dir", str(tmp_path),
                       "--skip-check")  # fmt: skip
     assert refused.returncode == 2 and "already used by another model: qwen-small" in refused.stderr
+
+
+def test_models_add_writes_the_measured_defaults_for_a_pretrained_model(tmp_path: Path) -> None:
+    from service.catalog import PRETRAINED_DEFAULTS, PRETRAINED_LEARNING_RATE, load_catalog
+    from service.training_defaults import resolve_hyperparameters
+
+    for name, extra in (("plain", []), ("stated", ["--learning-rate", "3e-4"])):
+        added = run_cli(
+            "models", "add", name, "--source", f"/m/{name}", "--data-dir", str(tmp_path), "--skip-check", *extra
+        )
+        assert added.returncode == 0, added.stderr
+    catalog = load_catalog(Settings(data_dir=tmp_path))
+    plain, stated = catalog.resolve("plain"), catalog.resolve("stated")
+    assert plain is not None and stated is not None
+    assert (plain.learning_rate, plain.auto) == (PRETRAINED_LEARNING_RATE, PRETRAINED_DEFAULTS)
+    assert stated.learning_rate == 3e-4  # a stated rate is kept
+    # 80 lines: OpenAI's rule would give batch 1 (240 steps); the entry's floor makes it 4 (60 steps).
+    auto = {"n_epochs": "auto", "batch_size": "auto", "learning_rate_multiplier": "auto"}
+    assert resolve_hyperparameters(auto, 80, plain) == {"n_epochs": 3, "batch_size": 4, "learning_rate_multiplier": 1.0}
+    assert resolve_hyperparameters(auto, 3, plain)["batch_size"] == 3  # never more than the file holds
+    assert resolve_hyperparameters(auto, 80, catalog.resolve("tiny-chat"))["batch_size"] == 1
